@@ -1,0 +1,43 @@
+# radflow — build, run, test. `make run` and `make test` are the README's two
+# set-up commands: each installs what it needs (Debian packages when root or
+# with sudo, Go modules, the ONNX Runtime CPU library) before it starts.
+
+SHELL      := /bin/bash
+GO         ?= go
+BIN        := bin/radflow
+SHARED     ?= ../shared
+# Real DICOM for `make run`: the NIH chest radiograph when ../shared is there,
+# otherwise the CT/MR test files Debian's python3-pydicom ships.
+DEMO_DICOM ?= $(firstword $(wildcard $(SHARED)/dicom/nhsx-nih-chestxray) /usr/lib/python3/dist-packages/pydicom/data/test_files)
+ORT_LIB     = $(shell scripts/fetch-ort.sh)
+GOTESTFLAGS ?=
+BENCH      ?= .
+
+.PHONY: all deps ort build run test bench train clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+	@$(GO) mod download
+
+ort: deps
+	@scripts/fetch-ort.sh >/dev/null
+
+build: deps
+	$(GO) build -trimpath -o $(BIN) ./cmd/radflow
+
+run: build ort
+	RADFLOW_ORT_LIB="$(ORT_LIB)" $(BIN) infer $(DEMO_DICOM)
+
+test: deps ort
+	RADFLOW_ORT_LIB="$(ORT_LIB)" $(GO) test $(GOTESTFLAGS) ./...
+
+bench: deps ort
+	RADFLOW_ORT_LIB="$(ORT_LIB)" $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem ./...
+
+train:
+	/usr/bin/python3 tools/train/train.py --data $(SHARED)/data/chest-xray-pneumonia/train --out models/chest-xray-pneumonia/1
+
+clean:
+	rm -rf bin
