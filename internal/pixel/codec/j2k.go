@@ -1,0 +1,3 @@
+package codec
+
+func decodeJ2K(src []byte, p Params) (Result, error) { return Result{}, ErrUnsupported }

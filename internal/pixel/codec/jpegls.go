@@ -1,0 +1,3 @@
+package codec
+
+func decodeJPEGLS(src []byte, p Params) (Result, error) { return Result{}, ErrUnsupported }
