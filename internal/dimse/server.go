@@ -1,0 +1,595 @@
+package dimse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+)
+
+// StoreRequest is one received C-STORE, handed to StoreHandler.Store after
+// its whole data set has been written to DataSetPath.
+type StoreRequest struct {
+	CallingAETitle string   // the peer's AE title (A-ASSOCIATE-RQ)
+	CalledAETitle  string   // our AE title as the peer addressed it
+	RemoteAddr     net.Addr // the peer's TCP address
+	MessageID      uint16
+	Priority       uint16 // 0 medium, 1 high, 2 low
+	// SOPClassUID and SOPInstanceUID are the command's Affected SOP Class/Instance UID.
+	SOPClassUID    string
+	SOPInstanceUID string
+	// TransferSyntaxUID is the transfer syntax of the presentation context
+	// the data set arrived on; the data set bytes are encoded in it.
+	TransferSyntaxUID string
+	// MoveOriginatorAETitle is set when the store is a C-MOVE sub-operation.
+	MoveOriginatorAETitle string
+	// DataSetPath is a temporary file holding the data set bytes exactly as
+	// received (no file meta, no preamble). It is removed after Store
+	// returns unless the handler renamed it away.
+	DataSetPath string
+	DataSetSize int64 // bytes in DataSetPath
+}
+
+// OpenDataSet opens the received data set bytes for reading.
+func (r *StoreRequest) OpenDataSet() (*os.File, error) { return os.Open(r.DataSetPath) }
+
+// FileMeta returns the Part 10 file meta for the received instance.
+func (r *StoreRequest) FileMeta() FileMeta {
+	return FileMeta{
+		MediaStorageSOPClassUID:      r.SOPClassUID,
+		MediaStorageSOPInstanceUID:   r.SOPInstanceUID,
+		TransferSyntaxUID:            r.TransferSyntaxUID,
+		SourceApplicationEntityTitle: r.CallingAETitle,
+	}
+}
+
+// WritePart10File writes the received instance as a Part 10 file at path
+// (atomic rename, fsynced); see WritePart10.
+func (r *StoreRequest) WritePart10File(path string) error {
+	f, err := r.OpenDataSet()
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return WritePart10File(path, r.FileMeta(), f)
+}
+
+// StoreHandler receives C-STORE requests. Store returns the DIMSE status to
+// send (0x0000 success, or a warning such as 0xB000) when err is nil. A
+// non-nil err sets the status instead: ErrOutOfResources → 0xA700,
+// ErrDataSetMismatch → 0xA900, ErrCannotUnderstand → 0xC000, anything
+// else → 0x0110 Processing failure. Store may be called concurrently for
+// different associations; ctx is cancelled when the association is aborted.
+type StoreHandler interface {
+	Store(ctx context.Context, req *StoreRequest) (status uint16, err error)
+}
+
+// StoreHandlerFunc adapts a function to StoreHandler.
+type StoreHandlerFunc func(ctx context.Context, req *StoreRequest) (uint16, error)
+
+// Store calls f.
+func (f StoreHandlerFunc) Store(ctx context.Context, req *StoreRequest) (uint16, error) {
+	return f(ctx, req)
+}
+
+// Config configures a Server. Zero values take the defaults given.
+type Config struct {
+	// AETitle is our AE title (default "RADFLOW").
+	AETitle string
+	// CheckCalledAETitle rejects associations whose Called AE Title is not
+	// AETitle (A-ASSOCIATE-RJ permanent, "called AE title not recognized").
+	CheckCalledAETitle bool
+	// AllowedCallingAETitles, when not empty, is the only calling AE titles
+	// accepted; others get A-ASSOCIATE-RJ "calling AE title not recognized".
+	AllowedCallingAETitles []string
+	// MaxAssociations bounds concurrent associations (default 16); excess
+	// requests get A-ASSOCIATE-RJ transient "local limit exceeded".
+	MaxAssociations int
+	// MaxPDULength is the Maximum Length Received we advertise (default
+	// 256 KiB, at least MinPDULength, at most HardMaxPDULength). Larger
+	// incoming P-DATA-TF PDUs abort the association.
+	MaxPDULength uint32
+	// TransferSyntaxes are the accepted transfer syntaxes (default
+	// DefaultTransferSyntaxes()). Of those the SCU proposes in a context,
+	// the first it proposed is accepted, so compressed data sets are
+	// received as sent.
+	TransferSyntaxes []string
+	// ExtraSOPClasses are accepted in addition to Verification and every
+	// storage SOP class under StorageSOPClassPrefix.
+	ExtraSOPClasses []string
+	// AssociationTimeout is the ARTIM timeout: how long to wait for the
+	// A-ASSOCIATE-RQ after connect and for the peer to close after a
+	// release or rejection (default 30 s).
+	AssociationTimeout time.Duration
+	// IdleTimeout is how long an established association may stay without
+	// receiving a PDU before it is aborted (default 5 min).
+	IdleTimeout time.Duration
+	// TempDir receives the data set temp files (default os.TempDir()).
+	TempDir string
+	// Logger receives association events; never PHI (default slog.Default()).
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if c.AETitle == "" {
+		c.AETitle = "RADFLOW"
+	}
+	if !validAE(c.AETitle) {
+		return fmt.Errorf("%w: AE title %q", ErrInvalidArgument, c.AETitle)
+	}
+	if c.MaxAssociations <= 0 {
+		c.MaxAssociations = 16
+	}
+	if c.MaxPDULength == 0 {
+		c.MaxPDULength = 256 << 10
+	}
+	if c.MaxPDULength < MinPDULength || c.MaxPDULength > HardMaxPDULength {
+		return fmt.Errorf("%w: MaxPDULength %d outside %d..%d", ErrInvalidArgument, c.MaxPDULength, MinPDULength, HardMaxPDULength)
+	}
+	if len(c.TransferSyntaxes) == 0 {
+		c.TransferSyntaxes = DefaultTransferSyntaxes()
+	}
+	if c.AssociationTimeout <= 0 {
+		c.AssociationTimeout = 30 * time.Second
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 5 * time.Minute
+	}
+	if c.TempDir == "" {
+		c.TempDir = os.TempDir()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Server is a DICOM Storage and Verification SCP.
+type Server struct {
+	cfg     Config
+	handler StoreHandler
+	ctx     context.Context // cancelled to abort every association
+	cancel  context.CancelFunc
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	active    int // established or being negotiated, counted against MaxAssociations
+	conns     int // open TCP connections
+	closing   bool
+	wg        sync.WaitGroup
+}
+
+// NewServer returns a Server for cfg that passes received instances to h.
+// errors: ErrInvalidArgument for a bad AE title or PDU length, or a nil h.
+func NewServer(cfg Config, h StoreHandler) (*Server, error) {
+	if h == nil {
+		return nil, fmt.Errorf("%w: nil StoreHandler", ErrInvalidArgument)
+	}
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{cfg: cfg, handler: h, ctx: ctx, cancel: cancel, listeners: map[net.Listener]struct{}{}}, nil
+}
+
+// ListenAndServe listens on addr (e.g. ":11112") and calls Serve.
+func (s *Server) ListenAndServe(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return s.Serve(l)
+}
+
+// Serve accepts associations on l until Shutdown; it always returns a
+// non-nil error, ErrServerClosed after Shutdown. l is closed on return.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+		l.Close()
+	}()
+	var delay time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		s.mu.Lock()
+		// Bound unauthenticated TCP connections too, so that idle sockets
+		// cannot pin association-PDU buffers without limit.
+		if s.closing || s.conns >= 2*s.cfg.MaxAssociations+4 {
+			s.mu.Unlock()
+			nc.Close()
+			continue
+		}
+		s.conns++
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer func() {
+				s.mu.Lock()
+				s.conns--
+				s.mu.Unlock()
+				s.wg.Done()
+			}()
+			s.serveConn(nc)
+		}()
+	}
+}
+
+// Shutdown stops accepting associations, waits for those in progress to
+// end, and when ctx is done first aborts them (A-ABORT) and returns ctx.Err().
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		s.cancel()
+		return nil
+	case <-ctx.Done():
+		s.cancel()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// association is the acceptor side of one association.
+type association struct {
+	s      *Server
+	c      *conn
+	ctx    context.Context
+	rq     *associateParams
+	remote net.Addr
+	log    *slog.Logger
+}
+
+func (s *Server) serveConn(nc net.Conn) {
+	c := newConn(nc)
+	c.ourMax = s.cfg.MaxPDULength
+	c.artim = s.cfg.AssociationTimeout
+	c.readTimeout = s.cfg.IdleTimeout
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		c.abort(abortSourceUser, abortReasonNotSpecified, fmt.Errorf("%w: server shutting down", ErrAborted))
+	})
+	defer stop()
+	defer c.close()
+	a := &association{s: s, c: c, ctx: ctx, remote: nc.RemoteAddr(), log: s.cfg.Logger.With("remote", nc.RemoteAddr().String())}
+
+	// Sta2: transport open, ARTIM running until the A-ASSOCIATE-RQ arrives.
+	c.state = sta2AwaitAssocRQ
+	nc.SetReadDeadline(time.Now().Add(c.artim))
+	typ, length, err := readPDUHeader(c.r)
+	if err != nil {
+		a.log.Debug("dimse: no A-ASSOCIATE-RQ", "err", err)
+		return // ARTIM expiry or closed transport: just close (AA-2, AA-5)
+	}
+	if typ != pduAssociateRQ {
+		c.failProtocol(&protocolError{reason: abortReasonUnexpectedPDU, msg: fmt.Sprintf("PDU type %d before A-ASSOCIATE-RQ", typ)})
+		a.log.Info("dimse: aborted", "reason", "PDU before A-ASSOCIATE-RQ", "type", typ)
+		return
+	}
+	body, err := c.readSmallPDU(typ, length)
+	if err == nil {
+		a.rq, err = decodeAssociate(typ, body)
+	}
+	if err != nil {
+		c.failProtocol(err)
+		a.log.Info("dimse: aborted", "err", err)
+		return
+	}
+	// Sta3: evaluate the request.
+	c.state = sta3AwaitLocalResp
+	if rj := a.evaluate(); rj != nil {
+		c.write(encodeSimple(pduAssociateRJ, rj[0], rj[1], rj[2]))
+		a.log.Info("dimse: association rejected", "calling_ae", a.rq.CallingAE, "called_ae", a.rq.CalledAE, "reason", rejectReasonText(rj[1], rj[2]))
+		a.awaitClose()
+		return
+	}
+	defer func() {
+		s.mu.Lock()
+		s.active--
+		s.mu.Unlock()
+	}()
+	ac := a.negotiate()
+	if err := c.write(encodeAssociate(pduAssociateAC, ac)); err != nil {
+		return
+	}
+	c.state = sta6Established
+	a.log.Info("dimse: association accepted", "calling_ae", a.rq.CallingAE, "contexts", len(c.ctxs), "peer_max_pdu", c.peerMax)
+	a.serve()
+}
+
+// evaluate applies the association policies to the A-ASSOCIATE-RQ and
+// returns the A-ASSOCIATE-RJ (result, source, reason), or nil when the
+// association is accepted, in which case it has been counted in s.active.
+func (a *association) evaluate() *[3]byte {
+	cfg := &a.s.cfg
+	rq := a.rq
+	switch {
+	case rq.ProtocolVersion&1 == 0:
+		return &[3]byte{rjPermanent, rjSourceProviderACSE, rjReasonProtocolVersion}
+	case rq.AppContext != ApplicationContextName:
+		return &[3]byte{rjPermanent, rjSourceUser, rjReasonAppContextNotSupported}
+	case cfg.CheckCalledAETitle && rq.CalledAE != cfg.AETitle:
+		return &[3]byte{rjPermanent, rjSourceUser, rjReasonCalledAENotRecognized}
+	}
+	if len(cfg.AllowedCallingAETitles) > 0 {
+		ok := false
+		for _, ae := range cfg.AllowedCallingAETitles {
+			ok = ok || strings.TrimSpace(ae) == rq.CallingAE
+		}
+		if !ok {
+			return &[3]byte{rjPermanent, rjSourceUser, rjReasonCallingAENotRecognized}
+		}
+	}
+	a.s.mu.Lock()
+	defer a.s.mu.Unlock()
+	if a.s.active >= cfg.MaxAssociations {
+		return &[3]byte{rjTransient, rjSourceProviderPres, rjReasonLocalLimitExceeded}
+	}
+	a.s.active++
+	return nil
+}
+
+// acceptsSOPClass reports whether uid is Verification, a storage SOP class or configured.
+func (s *Server) acceptsSOPClass(uid string) bool {
+	if uid == VerificationSOPClass || (strings.HasPrefix(uid, StorageSOPClassPrefix) && ValidUID(uid)) {
+		return true
+	}
+	for _, x := range s.cfg.ExtraSOPClasses {
+		if x == uid {
+			return true
+		}
+	}
+	return false
+}
+
+// negotiate answers each proposed presentation context and the user
+// information, filling a.c.ctxs and a.c.peerMax, and returns the AC.
+func (a *association) negotiate() *associateParams {
+	rq := a.rq
+	ac := &associateParams{
+		CalledAE: rq.CalledAE, CallingAE: rq.CallingAE, AppContext: ApplicationContextName,
+		MaxLength: a.s.cfg.MaxPDULength, ImplClassUID: ImplementationClassUID, ImplVersion: ImplementationVersionName,
+	}
+	a.c.ctxs = map[byte]AcceptedContext{}
+	for _, pc := range rq.Contexts {
+		res := presentationContext{ID: pc.ID, Result: ResultAbstractSyntaxNotSupported}
+		switch {
+		case pc.ID%2 == 0:
+			res.Result = ResultNoReason // context IDs must be odd (PS3.8 9.3.2.2)
+		case a.c.ctxs[pc.ID].ID != 0:
+			res.Result = ResultNoReason // duplicate ID
+		case a.s.acceptsSOPClass(pc.AbstractSyntax):
+			res.Result = ResultTransferSyntaxesNotSupported
+			if ts := a.s.pickTransferSyntax(pc.TransferSyntaxes); ts != "" {
+				res.Result = ResultAcceptance
+				res.TransferSyntaxes = []string{ts}
+				a.c.ctxs[pc.ID] = AcceptedContext{ID: pc.ID, AbstractSyntax: pc.AbstractSyntax, TransferSyntax: ts}
+			}
+		}
+		ac.Contexts = append(ac.Contexts, res)
+	}
+	if rq.AsyncOps != nil {
+		ac.AsyncOps = &[2]uint16{1, 1} // we perform operations one at a time
+	}
+	for _, r := range rq.Roles {
+		// We are SCP for storage and verification: accept the requestor's
+		// SCU role as proposed, never take the SCU role ourselves.
+		ac.Roles = append(ac.Roles, roleSelection{SOPClassUID: r.SOPClassUID, SCU: r.SCU, SCP: false})
+	}
+	a.c.peerMax = rq.MaxLength
+	if a.c.peerMax != 0 && a.c.peerMax < MinPDULength {
+		a.c.peerMax = MinPDULength // a PDV must carry something; see the conformance statement
+	}
+	return ac
+}
+
+// pickTransferSyntax returns the first proposed transfer syntax that we accept, or "".
+func (s *Server) pickTransferSyntax(proposed []string) string {
+	for _, p := range proposed {
+		for _, ts := range s.cfg.TransferSyntaxes {
+			if p == ts {
+				return ts
+			}
+		}
+	}
+	return ""
+}
+
+// awaitClose is Sta13: after sending A-ASSOCIATE-RJ, A-RELEASE-RP or
+// A-ABORT, wait up to the ARTIM timeout for the peer to close, then close.
+func (a *association) awaitClose() {
+	a.c.state = sta13AwaitClose
+	a.c.nc.SetReadDeadline(time.Now().Add(a.c.artim))
+	io.Copy(io.Discard, io.LimitReader(a.c.r, 1<<20))
+	a.c.close()
+}
+
+// serve is Sta6: receive DIMSE requests until release, abort or error.
+func (a *association) serve() {
+	c := a.c
+	for {
+		ctxID, cmd, err := c.readCommand()
+		switch {
+		case errors.Is(err, errReleaseRequested):
+			c.write(encodeSimple(pduReleaseRP, 0, 0, 0))
+			a.log.Info("dimse: association released")
+			a.awaitClose()
+			return
+		case err != nil:
+			a.log.Info("dimse: association ended", "err", err)
+			return
+		}
+		field, _ := cmd.us(tagCommandField)
+		switch field {
+		case cmdCEchoRQ:
+			err = a.handleEcho(ctxID, cmd)
+		case cmdCStoreRQ:
+			err = a.handleStore(ctxID, cmd)
+		default:
+			err = a.handleUnknown(ctxID, cmd, field)
+		}
+		if err != nil {
+			a.log.Info("dimse: association ended", "err", err)
+			return
+		}
+	}
+}
+
+// response builds the common part of a response command.
+func response(field uint16, rq command, status uint16) command {
+	rsp := command{}
+	rsp.setUS(tagCommandField, field)
+	id, _ := rq.us(tagMessageID)
+	rsp.setUS(tagMessageIDBeingRespondedTo, id)
+	rsp.setUS(tagStatus, status)
+	if v, ok := rq[tagAffectedSOPClassUID]; ok {
+		rsp[tagAffectedSOPClassUID] = v
+	}
+	if v, ok := rq[tagAffectedSOPInstanceUID]; ok {
+		rsp[tagAffectedSOPInstanceUID] = v
+	}
+	return rsp
+}
+
+func (a *association) handleEcho(ctxID byte, cmd command) error {
+	if cmd.hasDataSet() {
+		if _, _, err := a.c.readDataSet(ctxID, io.Discard); err != nil {
+			return err
+		}
+	}
+	return a.c.sendMessage(ctxID, response(cmdCEchoRSP, cmd, StatusSuccess), nil, 0)
+}
+
+func (a *association) handleUnknown(ctxID byte, cmd command, field uint16) error {
+	if cmd.hasDataSet() {
+		if _, _, err := a.c.readDataSet(ctxID, io.Discard); err != nil {
+			return err
+		}
+	}
+	a.log.Info("dimse: unsupported command", "command_field", fmt.Sprintf("0x%04X", field))
+	return a.c.sendMessage(ctxID, response(field|0x8000, cmd, StatusUnrecognizedOperation), nil, 0)
+}
+
+// handleStore receives a C-STORE data set into a temp file, calls the
+// handler and answers C-STORE-RSP. Only transport/protocol errors are returned.
+func (a *association) handleStore(ctxID byte, cmd command) error {
+	c := a.c
+	pc := c.ctxs[ctxID]
+	if !cmd.hasDataSet() {
+		return c.failProtocol(errInvalid("C-STORE-RQ without a data set"))
+	}
+	req := &StoreRequest{
+		CallingAETitle: a.rq.CallingAE, CalledAETitle: a.rq.CalledAE, RemoteAddr: a.remote,
+		SOPClassUID: cmd.str(tagAffectedSOPClassUID), SOPInstanceUID: cmd.str(tagAffectedSOPInstanceUID),
+		TransferSyntaxUID: pc.TransferSyntax, MoveOriginatorAETitle: cmd.str(tagMoveOriginatorAE),
+	}
+	req.MessageID, _ = cmd.us(tagMessageID)
+	req.Priority, _ = cmd.us(tagPriority)
+
+	// Refusals decided from the command alone: the data set is drained
+	// (never stored) so the association stays in step and usable.
+	var status uint16
+	var comment string
+	var offending uint32
+	switch {
+	case req.SOPClassUID != pc.AbstractSyntax:
+		status, comment, offending = StatusSOPClassNotSupported, "SOP class differs from the presentation context", tagAffectedSOPClassUID
+	case !ValidUID(req.SOPInstanceUID):
+		status, comment, offending = StatusCannotUnderstand, "invalid Affected SOP Instance UID", tagAffectedSOPInstanceUID
+	}
+	if status != StatusSuccess {
+		if _, _, err := c.readDataSet(ctxID, io.Discard); err != nil {
+			return err
+		}
+		a.log.Info("dimse: C-STORE refused", "status", fmt.Sprintf("0x%04X", status), "reason", comment)
+		rsp := response(cmdCStoreRSP, cmd, status)
+		rsp.setString(tagErrorComment, comment)
+		rsp[tagOffendingElement] = []byte{0, 0, byte(offending), byte(offending >> 8)}
+		return c.sendMessage(ctxID, rsp, nil, 0)
+	}
+
+	f, ferr := os.CreateTemp(a.s.cfg.TempDir, "radflow-dimse-*.ds")
+	var sink io.Writer = io.Discard
+	if ferr == nil {
+		req.DataSetPath = f.Name()
+		defer os.Remove(f.Name())
+		sink = f
+	}
+	n, werr, err := c.readDataSet(ctxID, sink)
+	if f != nil {
+		if cerr := f.Close(); werr == nil {
+			werr = cerr
+		}
+	}
+	if err != nil {
+		return err // aborted mid-transfer: the temp file is removed, the handler never sees it
+	}
+	req.DataSetSize = n
+	var herr error
+	switch {
+	case ferr != nil:
+		herr = fmt.Errorf("%w: temp file: %v", ErrOutOfResources, ferr)
+	case werr != nil:
+		herr = fmt.Errorf("%w: writing temp file: %v", ErrOutOfResources, werr)
+	default:
+		status, herr = a.s.handler.Store(a.ctx, req)
+	}
+	rsp := response(cmdCStoreRSP, cmd, status)
+	if herr != nil {
+		status = statusForError(herr)
+		rsp.setUS(tagStatus, status)
+		rsp.setString(tagErrorComment, errorComment(herr))
+	}
+	a.log.Info("dimse: C-STORE", "status", fmt.Sprintf("0x%04X", status), "bytes", n, "ts", pc.TransferSyntax)
+	return c.sendMessage(ctxID, rsp, nil, 0)
+}
+
+// errorComment is the Error Comment for a handler error: the sentinel's
+// text only, so that no PHI from a wrapped message leaves the process.
+func errorComment(err error) string {
+	for _, s := range []error{ErrOutOfResources, ErrDataSetMismatch, ErrCannotUnderstand} {
+		if errors.Is(err, s) {
+			return strings.TrimPrefix(s.Error(), "dimse: ")
+		}
+	}
+	return "processing failure"
+}

@@ -1,0 +1,76 @@
+package dimse
+
+import "strings"
+
+// Implementation identification sent in A-ASSOCIATE user information and
+// written to Part 10 file meta. The class UID is a UUID-derived 2.25 UID
+// (PS3.5 B.2), so it needs no registered root.
+const (
+	ImplementationClassUID    = "2.25.312397114479576338223260045952907761377"
+	ImplementationVersionName = "RADFLOW_010"
+)
+
+// SOP class and transfer syntax UIDs (PS3.4, PS3.5 Section 10, PS3.6 Annex A).
+const (
+	VerificationSOPClass = "1.2.840.10008.1.1"
+	// StorageSOPClassPrefix: every Storage SOP class in PS3.4 Annex B lies below it.
+	StorageSOPClassPrefix = "1.2.840.10008.5.1.4.1.1."
+
+	ImplicitVRLittleEndian         = "1.2.840.10008.1.2"
+	ExplicitVRLittleEndian         = "1.2.840.10008.1.2.1"
+	DeflatedExplicitVRLittleEndian = "1.2.840.10008.1.2.1.99"
+	ExplicitVRBigEndian            = "1.2.840.10008.1.2.2"
+	JPEGBaseline8Bit               = "1.2.840.10008.1.2.4.50"
+	JPEGExtended12Bit              = "1.2.840.10008.1.2.4.51"
+	JPEGLossless                   = "1.2.840.10008.1.2.4.57"
+	JPEGLosslessSV1                = "1.2.840.10008.1.2.4.70"
+	JPEGLSLossless                 = "1.2.840.10008.1.2.4.80"
+	JPEGLSNearLossless             = "1.2.840.10008.1.2.4.81"
+	JPEG2000Lossless               = "1.2.840.10008.1.2.4.90"
+	JPEG2000                       = "1.2.840.10008.1.2.4.91"
+	RLELossless                    = "1.2.840.10008.1.2.5"
+)
+
+// DefaultTransferSyntaxes is the SCP's default accepted transfer syntax list.
+func DefaultTransferSyntaxes() []string {
+	return []string{
+		ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian,
+		DeflatedExplicitVRLittleEndian, RLELossless,
+		JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLossless, JPEGLosslessSV1,
+		JPEGLSLossless, JPEGLSNearLossless, JPEG2000Lossless, JPEG2000,
+	}
+}
+
+// ValidUID reports whether s is a syntactically valid UID (PS3.5 9.1):
+// 1..64 characters, dot-separated non-empty components of digits 0-9.
+// Leading zeros in a component are tolerated (common in the field).
+func ValidUID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, comp := range strings.Split(s, ".") {
+		if comp == "" {
+			return false
+		}
+		for i := 0; i < len(comp); i++ {
+			if comp[i] < '0' || comp[i] > '9' {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// validAE reports whether s is a usable AE title: 1..16 characters of
+// printable ASCII without backslash (PS3.5 Table 6.2-1).
+func validAE(s string) bool {
+	if len(s) == 0 || len(s) > 16 || strings.TrimSpace(s) == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e || s[i] == '\\' {
+			return false
+		}
+	}
+	return true
+}
