@@ -1,0 +1,125 @@
+package pixel
+
+import (
+	"bufio"
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/radflow/radflow/internal/dicom"
+	"github.com/radflow/radflow/internal/pixel/codec"
+)
+
+// sharedDir is the shared DICOM corpus, relative to this package.
+const sharedDir = "../../../shared/dicom"
+
+func needShared(t testing.TB) {
+	t.Helper()
+	if _, err := os.Stat(sharedDir); err != nil {
+		t.Skipf("shared DICOM corpus not found at %s: %v", sharedDir, err)
+	}
+}
+
+type manifestRow struct {
+	dir, path, tsUID, ref string
+	frames                int
+}
+
+func readManifests(t testing.TB) []manifestRow {
+	needShared(t)
+	ms, _ := filepath.Glob(filepath.Join(sharedDir, "*", "MANIFEST.tsv"))
+	var rows []manifestRow
+	for _, m := range ms {
+		f, err := os.Open(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(f)
+		header := true
+		for sc.Scan() {
+			if header {
+				header = false
+				continue
+			}
+			c := strings.Split(sc.Text(), "\t")
+			if len(c) < 12 {
+				continue
+			}
+			fr, _ := strconv.Atoi(c[7])
+			rows = append(rows, manifestRow{dir: filepath.Dir(m), path: c[0], tsUID: c[5], frames: fr, ref: c[11]})
+		}
+		f.Close()
+	}
+	return rows
+}
+
+var refRE = regexp.MustCompile(`^OK \(.*\) \S+ min=(-?\d+) max=(-?\d+)$`)
+
+// refDisagreements lists files where our stored values legitimately differ
+// from the manifest's pydicom+GDCM reference, and why.
+var refDisagreements = map[string]string{
+	// GDCM decodes the JPEG 2000 codestream at its own precision; the
+	// DICOM Bits Stored / Pixel Representation win here (EXPECTED.md B17).
+}
+
+func isCodecUnsupported(err error) bool { return errors.Is(err, codec.ErrUnsupported) }
+
+// TestSharedCorpus decodes every file of every MANIFEST.tsv: files the
+// reference decoded must decode to the same min and max; the rest must fail
+// with a specific error (never a panic).
+func TestSharedCorpus(t *testing.T) {
+	for _, r := range readManifests(t) {
+		r := r
+		t.Run(filepath.Base(r.dir)+"/"+r.path, func(t *testing.T) {
+			in, err := dicom.ParseFile(filepath.Join(r.dir, r.path))
+			m := refRE.FindStringSubmatch(r.ref)
+			if err != nil {
+				if m != nil {
+					t.Fatalf("parse failed for a file the reference decodes: %v", err)
+				}
+				if !errors.Is(err, dicom.ErrMalformed) && !errors.Is(err, dicom.ErrNotDICOM) {
+					t.Fatalf("parse error is not specific: %v", err)
+				}
+				return
+			}
+			img, err := Decode(in)
+			if err != nil {
+				if isCodecUnsupported(err) {
+					t.Skipf("codec not available for %s: %v", r.tsUID, err)
+				}
+				if m != nil {
+					t.Fatalf("decode failed for a file the reference decodes (%s): %v", r.ref, err)
+				}
+				for _, e := range []error{ErrNoPixelData, ErrUnsupportedTransferSyntax, ErrTruncated, ErrInconsistent, ErrUnsupportedPhotometric, ErrCodec} {
+					if errors.Is(err, e) {
+						return
+					}
+				}
+				t.Fatalf("decode error is not specific: %v", err)
+			}
+			if m == nil {
+				if strings.HasPrefix(r.ref, "no-pixels") {
+					t.Fatalf("decoded pixels where the reference found none")
+				}
+				t.Logf("decoded although the reference says %q", r.ref)
+				return
+			}
+			if why, ok := refDisagreements[r.path]; ok {
+				t.Skipf("known disagreement with reference: %s", why)
+			}
+			st := Stats(img)
+			wantMin, _ := strconv.ParseFloat(m[1], 64)
+			wantMax, _ := strconv.ParseFloat(m[2], 64)
+			if st.Min != wantMin || st.Max != wantMax {
+				t.Errorf("min/max = %v/%v, reference %v/%v (%s, photometric %s->%s)", st.Min, st.Max, wantMin, wantMax, r.tsUID, img.Photometric, img.OutputPhotometric)
+			}
+			if len(img.Frames) != max(r.frames, 1) {
+				t.Errorf("frames = %d, manifest %d", len(img.Frames), r.frames)
+			}
+		})
+	}
+}
