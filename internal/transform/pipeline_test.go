@@ -42,6 +42,13 @@ func TestParseSteps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(s.Ignored) != 0 {
+		t.Errorf("chest steps: ignored keys %v", s.Ignored)
+	}
+	fwd, err := ParseSteps([]map[string]any{{"op": "resize", "height": 2, "width": 2, "antialias": true, "note": "x"}})
+	if err != nil || strings.Join(fwd.Ignored, ";") != "step 0 (resize): antialias;step 0 (resize): note" {
+		t.Errorf("unknown keys: %v, Ignored %q", err, fwd.Ignored)
+	}
 	if ct.Window == nil || ct.Window.Center != 40 || ct.Window.Width != 400 || !ct.InstanceWindow || len(ct.Mean) != 3 || ct.Height != 256 || ct.Width != 128 {
 		t.Errorf("ParseSteps(ct) = %+v window %+v", ct, ct.Window)
 	}
@@ -53,7 +60,7 @@ func TestParseSteps(t *testing.T) {
 		"unknown op":        {[]map[string]any{{"op": "sharpen"}}, "unknown op"},
 		"out of order":      {[]map[string]any{{"op": "resize", "height": 2, "width": 2}, {"op": "voi"}}, "out of order"},
 		"repeated":          {[]map[string]any{{"op": "resize", "height": 2, "width": 2}, {"op": "resize", "height": 2, "width": 2}}, "repeated"},
-		"typo key":          {[]map[string]any{{"op": "resize", "height": 2, "width": 2}, {"op": "normalize", "mean": 0.5, "sdt": 0.25}}, "sdt"},
+		"typo key":          {[]map[string]any{{"op": "resize", "height": 2, "width": 2}, {"op": "normalize", "mean": 0.5, "sdt": 0.25}}, "std []"},
 		"std zero":          {[]map[string]any{{"op": "resize", "height": 2, "width": 2}, {"op": "normalize", "mean": 0.5, "std": 0}}, "non-zero"},
 		"no resize":         {[]map[string]any{{"op": "normalize", "mean": 0.5, "std": 0.25}}, "no resize"},
 		"bad size":          {[]map[string]any{{"op": "resize", "height": 2.5, "width": 2}}, "height"},

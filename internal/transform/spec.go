@@ -52,6 +52,11 @@ type Spec struct {
 	// Channels of the model input, 1 or 3 (grey replicated to 3). Not in the
 	// preprocessing list: set it from the model's input shape [N,C,H,W].
 	Channels int
+	// Ignored lists the step keys ParseSteps did not know, as
+	// "step 5 (normalize): sdt". models/README.md says loaders ignore unknown
+	// keys; callers should log these, since a misspelt optional key (e.g.
+	// voi "centre") silently changes behaviour.
+	Ignored []string
 }
 
 // ParseSteps parses a config's preprocessing list, each step a mapping as
@@ -66,6 +71,7 @@ type Spec struct {
 //	{op: layout, format: NCHW}
 //
 // Steps must follow that order; resize is required. Channels is left 1.
+// Unknown keys are ignored (models/README.md) and listed in Spec.Ignored.
 // errors: ErrConfig naming the step and key.
 func ParseSteps(steps []map[string]any) (Spec, error) {
 	s := Spec{Channels: 1}
@@ -81,7 +87,7 @@ func ParseSteps(steps []map[string]any) (Spec, error) {
 		}
 		last = pos
 		st := stepReader{m: m, op: op, i: i}
-		st.onlyKeys(opKeys[op])
+		s.Ignored = append(s.Ignored, unknownKeys(m, opKeys[op], fmt.Sprintf("step %d (%s): ", i, op))...)
 		switch op {
 		case OpModalityLUT:
 			s.ModalityLUT = true
@@ -224,19 +230,17 @@ func (r *stepReader) nums(key string) []float32 {
 	return out
 }
 
-// onlyKeys fails on keys that the op does not take (typos must not pass
-// silently: a misspelt "std" would change every result).
-func (r *stepReader) onlyKeys(allowed []string) {
+// unknownKeys returns prefix+key, sorted, for the keys of m other than "op"
+// and allowed.
+func unknownKeys(m map[string]any, allowed []string, prefix string) []string {
 	var bad []string
-	for k := range r.m {
+	for k := range m {
 		if k != "op" && indexOf(allowed, k) < 0 {
-			bad = append(bad, k)
+			bad = append(bad, prefix+k)
 		}
 	}
-	if len(bad) > 0 {
-		sort.Strings(bad)
-		r.fail("unknown key(s) %s", strings.Join(bad, ", "))
-	}
+	sort.Strings(bad)
+	return bad
 }
 
 func toFloat(v any) (float64, bool) {
