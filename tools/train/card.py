@@ -17,7 +17,8 @@ def write_card(path: str, s: dict) -> None:
             "|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows = "\n".join(_row(sh, v[sh]) for sh in augment.SHIFTS)
     hist = "\n".join(
-        f"| {h['epoch']} | {h['loss']:.4f} | " + " | ".join(f"{h['val_auc'][sh]:.4f}" for sh in augment.SHIFTS)
+        f"| {h['epoch']} | {h['loss']:.4f} | "
+        + " | ".join(f"{h['val_auc'][sh]:.4f}" if "val_auc" in h else "-" for sh in augment.SHIFTS)
         + f" | {h['elapsed_s']:.0f} |" for h in s["history"])
     text = f"""# Model card: chest-xray-pneumonia, version 1
 
@@ -75,7 +76,8 @@ sides (checked in train.py). The validation file list is in `split.json`.
   (sensitivity + specificity - 1) on the validation images pooled over the
   clean and the three shifted copies (grid step 0.005, middle of the tied
   plateau). Validation data only.
-- Command (= `make train`), seeded and deterministic on CPU:
+- Command (= `make train`), fully seeded (split, init, batch order, augmentation;
+  bit-for-bit repeatability across machines/thread counts is not guaranteed):
   `/usr/bin/python3 tools/train/train.py --data ../shared/data/chest-xray-pneumonia/train --out models/chest-xray-pneumonia/1`
 - Measured: {s['total_seconds'] / 60:.1f} min wall in total ({s['train_seconds'] / 60:.1f} min of training epochs) on
   {s['threads']} CPU threads (torch.set_num_threads({s['threads']})) on a machine shared with other jobs.
@@ -97,7 +99,7 @@ official test split (different acquisition; earlier from-scratch CNNs with
 the benchmark figures will be lower; seed-to-seed spread was not measured
 within the training-time budget.
 
-Per-epoch validation ROC AUC (EMA weights):
+Per-epoch validation ROC AUC (EMA weights; validated in the second half of the schedule only):
 
 | epoch | train loss | {' | '.join(augment.SHIFTS)} | elapsed s |
 |---|---|{'---|' * len(augment.SHIFTS)}---|

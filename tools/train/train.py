@@ -49,13 +49,13 @@ def parse_args(argv=None):
     ap.add_argument("--out", default="models/chest-xray-pneumonia/1")
     ap.add_argument("--seed", type=int, default=20240)
     ap.add_argument("--val-frac", type=float, default=0.17)
-    ap.add_argument("--epochs", type=int, default=14)
+    ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--weight-decay", type=float, default=5e-4)
     ap.add_argument("--ema", type=float, default=0.993)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--max-minutes", type=float, default=26.0,
+    ap.add_argument("--max-minutes", type=float, default=27.0,
                     help="safety stop: end training early (keeping the best epoch so far) past this wall time")
     ap.add_argument("--no-fixtures", action="store_true", help="do not rewrite the Go parity fixtures")
     ap.add_argument("--repo-root", default=".", help="where internal/*/testdata lives")
@@ -152,17 +152,23 @@ def main(argv=None) -> int:
             sched.step()
             ema.update(net)
             run_loss += loss.item()
-        aucs = {sh: metrics.roc_auc(yva, predict(ema.model, xva, sh)) for sh in augment.SHIFTS}
-        score = float(np.mean(list(aucs.values())))
-        rec = {"epoch": epoch + 1, "loss": run_loss / steps_per_epoch, "val_auc": aucs,
-               "score": score, "elapsed_s": round(time.time() - t0, 1)}
+        rec = {"epoch": epoch + 1, "loss": run_loss / steps_per_epoch}
+        # Validation (selection candidates) only in the second half of the
+        # schedule, where the EMA weights can be the best; saves CPU time.
+        if epoch + 1 > args.epochs // 2 or epoch + 1 == args.epochs:
+            aucs = {sh: metrics.roc_auc(yva, predict(ema.model, xva, sh)) for sh in augment.SHIFTS}
+            score = float(np.mean(list(aucs.values())))
+            rec.update({"val_auc": aucs, "score": score})
+            if best is None or score > best[0]:
+                best = (score, epoch + 1, copy.deepcopy(ema.model.state_dict()))
+        rec["elapsed_s"] = round(time.time() - t0, 1)
         history.append(rec)
         print(json.dumps(rec), flush=True)
-        if best is None or score > best[0]:
-            best = (score, epoch + 1, copy.deepcopy(ema.model.state_dict()))
         if (time.time() - t0) / 60 > args.max_minutes:
             print("max-minutes reached: stopping early", flush=True)
             break
+    if best is None:  # stopped before any validation: take the current EMA weights
+        best = (float("nan"), len(history), copy.deepcopy(ema.model.state_dict()))
     train_s = time.time() - train_start
 
     net = RadNet()
