@@ -301,6 +301,15 @@ func (p *parser) parseValue(h header, end int, bo binary.ByteOrder, explicit boo
 		}
 		return bytesElement(t, vr, h.vl, val), next, nil
 	}
+	if vr == "UN" && len(val) >= 8 && bo.Uint16(val) == 0xFFFE && bo.Uint16(val[2:]) == 0xE000 {
+		// A private element of unknown VR whose value starts with an Item
+		// tag is a sequence (B02b); keep the bytes if it does not parse.
+		sub := &parser{buf: p.buf, cs: p.cs}
+		if items, _, err := sub.parseSequence(h.valuePos, next, bo, explicit && h.explicit, false, depth); err == nil {
+			p.warnings = append(p.warnings, sub.warnings...)
+			return seqElement(t, "SQ", h.vl, items), next, nil
+		}
+	}
 	if vr == "UN" {
 		// A UN whose tag the dictionary knows: decode with the dictionary VR
 		// (the value is implicit VR little endian when it is a sequence).
