@@ -16,6 +16,7 @@ typedef struct {
 	// in
 	int width, height, comps; // expected frame geometry
 	int out_bytes;            // bytes per output sample: 1 or 2
+	int dicom_rgb;            // 1: the data set says Photometric Interpretation RGB
 	// out
 	int rgb;       // 1: output is RGB (converted from YCbCr, or coded as RGB)
 	int precision; // data precision in the SOF

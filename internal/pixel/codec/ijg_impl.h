@@ -23,7 +23,8 @@ static void IJG_FN(error_exit)(j_common_ptr cinfo) {
 
 // emit_message: warnings that mean pixels are missing or invented (data
 // truncated, bad Huffman code, lost restart marker) are fatal; the rest
-// (extraneous bytes, unknown JFIF version, trace messages) are ignored.
+// (extraneous bytes, unknown JFIF version, SOS parameters of a sequential
+// scan written as if progressive, as some DICOM encoders do) are ignored.
 static void IJG_FN(emit_message)(j_common_ptr cinfo, int level) {
 	if (level >= 0) return;
 	switch (cinfo->err->msg_code) {
@@ -31,7 +32,6 @@ static void IJG_FN(emit_message)(j_common_ptr cinfo, int level) {
 	case JWRN_HUFF_BAD_CODE:
 	case JWRN_JPEG_EOF:
 	case JWRN_MUST_RESYNC:
-	case JWRN_NOT_SEQUENTIAL:
 	case JWRN_BOGUS_PROGRESSION:
 		IJG_FN(error_exit)(cinfo);
 	default:
@@ -125,7 +125,14 @@ int IJG_FN(decode)(const uint8_t *data, size_t n, uint8_t *out, size_t out_len, 
 			cinfo.out_color_space = JCS_UNKNOWN;
 		} else if (cinfo.jpeg_color_space == JCS_YCbCr || cinfo.jpeg_color_space == JCS_RGB) {
 			// libjpeg decides from JFIF / Adobe APP14 / component IDs
-			// ('R','G','B' means no transform); convert YCbCr to RGB.
+			// ('R','G','B' means no transform). With none of those and
+			// component IDs other than 1,2,3 it guesses YCbCr; there the
+			// data set's Photometric Interpretation RGB decides instead.
+			int id0 = cinfo.comp_info[0].component_id, id1 = cinfo.comp_info[1].component_id,
+			    id2 = cinfo.comp_info[2].component_id;
+			if (job->dicom_rgb && !cinfo.saw_JFIF_marker && !cinfo.saw_Adobe_marker &&
+			    !(id0 == 1 && id1 == 2 && id2 == 3))
+				cinfo.jpeg_color_space = JCS_RGB;
 			cinfo.out_color_space = JCS_RGB;
 			job->rgb = 1;
 		} else {

@@ -124,6 +124,9 @@ func decodeJPEG(src []byte, p Params) (Result, error) {
 		comps:     C.int(p.SamplesPerPixel),
 		out_bytes: C.int(p.bytesPerSample()),
 	}
+	if p.Photometric == "RGB" {
+		job.dicom_rgb = 1
+	}
 	rc := fn((*C.uint8_t)(unsafe.Pointer(&src[0])), C.size_t(len(src)),
 		(*C.uint8_t)(unsafe.Pointer(&out[0])), C.size_t(len(out)), &job)
 	switch rc {

@@ -23,6 +23,17 @@ func decodeJPEGLS(src []byte, p Params) (Result, error) {
 	if err := p.checkGeometry("JPEG-LS", sof.width, sof.height, sof.ncomp); err != nil {
 		return Result{}, err
 	}
+	// CharLS 2.4 takes seconds to give up on a codestream cut short
+	// without a marker at its end; a complete one ends with EOI, perhaps
+	// followed by a few pad bytes (0x00, or 0xFF as some writers pad).
+	end := len(src)
+	for end > 0 && len(src)-end < 8 && (src[end-1] == 0 || src[end-1] == 0xFF) {
+		end--
+	}
+	if end < 2 || src[end-2] != 0xFF || src[end-1] != 0xD9 {
+		return Result{}, fmt.Errorf("%w: JPEG-LS codestream does not end with EOI (truncated)", ErrCorrupt)
+	}
+	src = src[:end]
 	out := make([]byte, p.frameBytes())
 	job := C.jls_job{
 		width:     C.int(p.Columns),
