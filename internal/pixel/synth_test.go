@@ -75,7 +75,7 @@ func le16s(v ...uint16) []byte {
 
 func TestOneBit(t *testing.T) {
 	// Two 3x3 frames = 18 bits, packed contiguously LSB first (PS3.5 8.1.1).
-	bits := []uint8{1, 0, 1, 1, 0, 0, 0, 1, 1, /**/ 0, 1, 0, 0, 1, 1, 1, 0, 1}
+	bits := []uint8{1, 0, 1, 1, 0, 0, 0, 1, 1 /**/, 0, 1, 0, 0, 1, 1, 1, 0, 1}
 	packed := make([]byte, 4) // 18 bits -> 3 bytes, plus a pad byte
 	for i, b := range bits {
 		packed[i/8] |= b << (i % 8)
