@@ -3,7 +3,7 @@ package transform
 import "math"
 
 // MinMax rescales v in place to [0,1]: v' = (v - min) / (max - min), min and
-// max over v (computed in float64). A constant (or empty) v becomes all 0.
+// max over v (NaNs ignored; arithmetic in float64). A constant (or empty) v becomes all 0.
 // Input: any units (e.g. modality values); output: unitless [0,1]. This is
 // the VOI fallback when neither the instance nor the config has a window.
 func MinMax(v []float32) {
@@ -12,16 +12,21 @@ func MinMax(v []float32) {
 	}
 	lo, hi := v[0], v[0]
 	for _, x := range v {
-		lo = min(lo, x)
-		hi = max(hi, x)
+		if x < lo {
+			lo = x
+		}
+		if x > hi {
+			hi = x
+		}
 	}
-	if !(hi > lo) || math.IsInf(float64(hi-lo), 0) {
+	r := float64(hi) - float64(lo)
+	if !(r > 0) || math.IsInf(r, 0) {
 		clear(v)
 		return
 	}
-	l, r := float64(lo), float64(hi)-float64(lo)
+	l, inv := float64(lo), 1/r
 	for i, x := range v {
-		v[i] = float32((float64(x) - l) / r)
+		v[i] = float32((float64(x) - l) * inv)
 	}
 }
 
