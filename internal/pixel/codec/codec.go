@@ -76,7 +76,8 @@ func Supported(tsUID string) bool {
 // errors: ErrUnsupported (transfer syntax or coding process not decoded
 // here, e.g. arithmetic or hierarchical JPEG), ErrCorrupt (malformed or
 // truncated codestream, or its geometry differs from p), both wrapped with
-// the library's message. Never panics on bad input.
+// the library's message. Never panics on bad input. Safe for concurrent
+// use: every call has its own decoder state.
 func Decode(tsUID string, src []byte, p Params) (Result, error) {
 	if !Supported(tsUID) {
 		return Result{}, fmt.Errorf("%w: %s", ErrUnsupported, tsUID)
