@@ -1,8 +1,13 @@
-// Package dicom reads DICOM Part 10 files and bare data sets on top of
-// github.com/suyashkumar/dicom, working around its known defects and the
-// known-hard inputs (no preamble, implicit-VR file meta, UN sequences, stray
-// delimiters, ...), and gives typed access to the attributes radflow uses.
+// Package dicom reads DICOM Part 10 files and bare data sets into
+// github.com/suyashkumar/dicom Dataset/Element values, using that library's
+// tag dictionary, character sets and value types. The byte stream is walked
+// here rather than by the library's parser, which allocates from unchecked
+// lengths, discards the Basic Offset Table and rejects several known-hard
+// inputs (no preamble, implicit-VR file meta, UN sequences, implicit items
+// in explicit data sets, stray delimiters, OV/SV/UV, deflated data sets).
 //
-// It owns: parsing, attribute access, character sets. It does not own:
-// pixel decoding (package pixel), networking (dimse, dicomweb).
+// It owns: parsing, attribute access, character sets, the unprocessed Pixel
+// Data (native bytes or fragments and offset tables). It does not own: pixel
+// decoding (package pixel), networking (dimse, dicomweb). Subpackage
+// dicomtest writes synthetic files for tests.
 package dicom

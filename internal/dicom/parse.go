@@ -130,14 +130,17 @@ func dictVR(t tag.Tag) string {
 	if t.Element == 0 {
 		return "UL" // group length
 	}
+	if t.Group%2 == 1 {
+		if t.Element >= 0x10 && t.Element <= 0xFF {
+			return "LO" // private creator
+		}
+		return "UN"
+	}
 	if info, err := tag.Find(t); err == nil && len(info.VRs) > 0 {
 		vr := info.VRs[0]
 		if len(vr) == 2 && validVRs[vr] {
 			return vr
 		}
-	}
-	if t.Group%2 == 1 && t.Element >= 0x10 && t.Element <= 0xFF {
-		return "LO" // private creator
 	}
 	return "UN"
 }
@@ -425,7 +428,7 @@ func (p *parser) decodeValue(t tag.Tag, vr string, vl uint32, val []byte, bo bin
 	var data any
 	switch vr {
 	case "US", "SS", "UL", "SL", "AT", "SV", "UV":
-		size := map[string]int{"US": 2, "SS": 2, "AT": 4, "UL": 4, "SL": 4, "SV": 8, "UV": 8}[vr]
+		size := vrSize(vr)
 		n := len(val) / size
 		ints := make([]int, n)
 		for i := 0; i < n; i++ {
@@ -469,7 +472,7 @@ func (p *parser) decodeValue(t tag.Tag, vr string, vl uint32, val []byte, bo bin
 	case "OB", "UN":
 		data = val
 	case "OW", "OL", "OF", "OD", "OV":
-		data = toLittleEndian(val, bo, map[string]int{"OW": 2, "OL": 4, "OF": 4, "OD": 8, "OV": 8}[vr])
+		data = toLittleEndian(val, bo, vrSize(vr))
 		el.ValueRepresentation = tag.VRBytes
 	default:
 		data = p.decodeStrings(vr, val)
@@ -516,6 +519,19 @@ func decodeCharset(val []byte, d *encoding.Decoder) string {
 		return string(val)
 	}
 	return string(out)
+}
+
+// vrSize is the byte size of one value of a binary VR.
+func vrSize(vr string) int {
+	switch vr {
+	case "US", "SS", "OW":
+		return 2
+	case "AT", "UL", "SL", "OL", "OF", "FL":
+		return 4
+	case "SV", "UV", "OD", "OV", "FD":
+		return 8
+	}
+	return 1
 }
 
 func toLittleEndian(val []byte, bo binary.ByteOrder, size int) []byte {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"unsafe"
 
 	"github.com/radflow/radflow/internal/dicom"
 	"github.com/radflow/radflow/internal/pixel/codec"
@@ -247,47 +248,56 @@ func unpack(in *Info, src []byte, bo binary.ByteOrder, native bool) (Frame, erro
 			fr.U8 = raw
 		}
 	case 16:
-		raw := make([]uint16, n)
-		if planar {
+		// One allocation per frame: the signed slice is viewed as uint16.
+		var raw []uint16
+		if signed {
+			fr.I16 = make([]int16, n)
+			raw = unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(fr.I16))), n)
+		} else {
+			fr.U16 = make([]uint16, n)
+			raw = fr.U16
+		}
+		src = src[:2*n]
+		switch {
+		case planar:
 			for i := 0; i < n; i++ {
 				raw[idx(i)] = bo.Uint16(src[2*i:])
 			}
-		} else if bo == binary.LittleEndian {
+		case bo == nativeOrder():
+			copy(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(raw))), 2*n), src)
+		default:
 			for i := range raw {
-				raw[i] = uint16(src[2*i]) | uint16(src[2*i+1])<<8
-			}
-		} else {
-			for i := range raw {
-				raw[i] = uint16(src[2*i+1]) | uint16(src[2*i])<<8
+				raw[i] = bo.Uint16(src[2*i:])
 			}
 		}
 		maskSign(raw, shift, bs, 16, signed)
-		if signed {
-			fr.I16 = make([]int16, n)
-			for i, v := range raw {
-				fr.I16[i] = int16(v)
-			}
-		} else {
-			fr.U16 = raw
-		}
 	case 32:
-		raw := make([]uint32, n)
+		var raw []uint32
+		if signed {
+			fr.I32 = make([]int32, n)
+			raw = unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(fr.I32))), n)
+		} else {
+			fr.U32 = make([]uint32, n)
+			raw = fr.U32
+		}
+		src = src[:4*n]
 		for i := 0; i < n; i++ {
 			raw[idx(i)] = bo.Uint32(src[4*i:])
 		}
 		maskSign(raw, shift, bs, 32, signed)
-		if signed {
-			fr.I32 = make([]int32, n)
-			for i, v := range raw {
-				fr.I32[i] = int32(v)
-			}
-		} else {
-			fr.U32 = raw
-		}
 	default:
 		return fr, fmt.Errorf("%w: Bits Allocated %d", ErrInconsistent, in.BitsAllocated)
 	}
 	return fr, nil
+}
+
+// nativeOrder is the host byte order (samples are copied, not converted,
+// when the data matches it).
+func nativeOrder() binary.ByteOrder {
+	if binary.NativeEndian.Uint16([]byte{1, 0}) == 1 {
+		return binary.LittleEndian
+	}
+	return binary.BigEndian
 }
 
 // maskSign keeps Bits Stored bits at High Bit (raw >> shift) and, for
