@@ -1,0 +1,270 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+)
+
+// BlobStore keeps the bytes of stored instances under string keys
+// ("ab/cd/name", slash separated). A later S3 implementation (minio-go)
+// maps keys to object names.
+type BlobStore interface {
+	// Put stores everything read from r under key, replacing any blob
+	// there, and returns once the bytes are durable. Info.Size and
+	// Info.SHA256 describe the bytes read from r (before any Codec).
+	// errors: ErrInvalidKey, ctx's error, I/O errors.
+	Put(ctx context.Context, key string, r io.Reader) (BlobInfo, error)
+	// Open returns the blob's bytes (decoded by any Codec). The caller
+	// closes it. errors: ErrNotFound, ErrInvalidKey.
+	Open(ctx context.Context, key string) (io.ReadCloser, error)
+	// Stat returns the stored size (after any Codec; SHA256 is "").
+	// errors: ErrNotFound, ErrInvalidKey.
+	Stat(ctx context.Context, key string) (BlobInfo, error)
+	// Delete removes the blob durably. errors: ErrNotFound, ErrInvalidKey.
+	Delete(ctx context.Context, key string) error
+}
+
+// BlobInfo describes a blob.
+type BlobInfo struct {
+	Key    string
+	Size   int64  // bytes
+	SHA256 string // lowercase hex; set by Put only
+}
+
+// Codec is the seam for encryption at rest: Encode wraps the writer that
+// reaches the file (the returned writer's Close must flush, not close w),
+// Decode wraps the reader of the file.
+type Codec interface {
+	Encode(w io.Writer) (io.WriteCloser, error)
+	Decode(r io.Reader) (io.Reader, error)
+}
+
+// FSOptions configures NewFS.
+type FSOptions struct {
+	Codec Codec // nil: bytes are stored as they are
+}
+
+// FS is the filesystem BlobStore. A blob is a file at root/key, written to
+// a temporary file in the same directory, fsynced, renamed over the key and
+// made durable by fsyncing the directory (and any directory it created).
+// After a crash, files named .tmp-* may be left behind; they are never
+// returned by Open.
+type FS struct {
+	root  string
+	codec Codec
+}
+
+var _ BlobStore = (*FS)(nil)
+
+// NewFS returns a BlobStore rooted at dir, creating dir if needed.
+func NewFS(dir string, opts FSOptions) (*FS, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	if err := os.MkdirAll(abs, 0o750); err != nil {
+		return nil, fmt.Errorf("store: blob root: %w", err)
+	}
+	return &FS{root: abs, codec: opts.Codec}, nil
+}
+
+// Root returns the absolute root directory.
+func (f *FS) Root() string { return f.root }
+
+// FreeBytes returns the bytes available on the volume holding the blobs.
+func (f *FS) FreeBytes() (uint64, error) { return FreeBytes(f.root) }
+
+// InstanceBlobKey returns a fresh key for an instance's file:
+// "hh/hh/<sha256(SOP Instance UID)>-<16 random hex>.dcm". The random part
+// makes every attempt's key distinct, so deleting the blob of a failed
+// attempt can never remove another attempt's bytes.
+func InstanceBlobKey(sopInstanceUID string) string {
+	h := sha256.Sum256([]byte(sopInstanceUID))
+	x := hex.EncodeToString(h[:])
+	var nonce [8]byte
+	_, _ = rand.Read(nonce[:]) // crypto/rand.Read never fails (Go ≥ 1.24)
+	return x[0:2] + "/" + x[2:4] + "/" + x + "-" + hex.EncodeToString(nonce[:]) + ".dcm"
+}
+
+func (f *FS) path(key string) (string, error) {
+	if key == "" || strings.ContainsAny(key, "\\\x00") || strings.HasPrefix(key, "/") || path.Clean(key) != key ||
+		key == "." || strings.HasPrefix(key, "../") || key == ".." || strings.HasPrefix(path.Base(key), ".tmp-") {
+		return "", fmt.Errorf("%w: %q", ErrInvalidKey, key)
+	}
+	return filepath.Join(f.root, filepath.FromSlash(key)), nil
+}
+
+// Put implements BlobStore.
+func (f *FS) Put(ctx context.Context, key string, r io.Reader) (info BlobInfo, err error) {
+	p, err := f.path(key)
+	if err != nil {
+		return BlobInfo{}, err
+	}
+	dir := filepath.Dir(p)
+	if err := f.mkdirDurable(dir); err != nil {
+		return BlobInfo{}, err
+	}
+	tmp, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return BlobInfo{}, fmt.Errorf("store: blob temp file: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	var w io.Writer = tmp
+	var enc io.WriteCloser
+	if f.codec != nil {
+		if enc, err = f.codec.Encode(tmp); err != nil {
+			return BlobInfo{}, fmt.Errorf("store: blob codec: %w", err)
+		}
+		w = enc
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(w, h), ctxReader{ctx, r})
+	if err != nil {
+		return BlobInfo{}, fmt.Errorf("store: writing blob: %w", err)
+	}
+	if enc != nil {
+		if err = enc.Close(); err != nil {
+			return BlobInfo{}, fmt.Errorf("store: blob codec: %w", err)
+		}
+	}
+	if err = tmp.Sync(); err != nil {
+		return BlobInfo{}, fmt.Errorf("store: fsync blob: %w", err)
+	}
+	if err = tmp.Close(); err != nil {
+		return BlobInfo{}, fmt.Errorf("store: closing blob: %w", err)
+	}
+	if err = ctx.Err(); err != nil {
+		return BlobInfo{}, err
+	}
+	if err = os.Rename(tmp.Name(), p); err != nil {
+		return BlobInfo{}, fmt.Errorf("store: renaming blob: %w", err)
+	}
+	if err = syncDir(dir); err != nil {
+		// The rename happened; the blob is there but may not survive power
+		// loss. Report it and let the caller delete it.
+		return BlobInfo{}, err
+	}
+	return BlobInfo{Key: key, Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+// Open implements BlobStore.
+func (f *FS) Open(ctx context.Context, key string) (io.ReadCloser, error) {
+	p, err := f.path(key)
+	if err != nil {
+		return nil, err
+	}
+	file, err := os.Open(p)
+	if err != nil {
+		return nil, notFound(err)
+	}
+	if f.codec == nil {
+		return file, nil
+	}
+	r, err := f.codec.Decode(file)
+	if err != nil {
+		file.Close()
+		return nil, fmt.Errorf("store: blob codec: %w", err)
+	}
+	return readCloser{r, file}, nil
+}
+
+// Stat implements BlobStore.
+func (f *FS) Stat(ctx context.Context, key string) (BlobInfo, error) {
+	p, err := f.path(key)
+	if err != nil {
+		return BlobInfo{}, err
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return BlobInfo{}, notFound(err)
+	}
+	return BlobInfo{Key: key, Size: fi.Size()}, nil
+}
+
+// Delete implements BlobStore.
+func (f *FS) Delete(ctx context.Context, key string) error {
+	p, err := f.path(key)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil {
+		return notFound(err)
+	}
+	return syncDir(filepath.Dir(p))
+}
+
+// mkdirDurable creates dir and its missing parents below the root, fsyncing
+// each new directory's parent so the new entries survive power loss.
+func (f *FS) mkdirDurable(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	var missing []string
+	for d := dir; d != f.root && len(d) > len(f.root); d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		}
+		missing = append(missing, d)
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		if err := os.Mkdir(missing[i], 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("store: blob directory: %w", err)
+		}
+		if err := syncDir(filepath.Dir(missing[i])); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("store: fsync directory: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("store: fsync directory: %w", err)
+	}
+	return nil
+}
+
+func notFound(err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %w", ErrNotFound, err)
+	}
+	return fmt.Errorf("store: %w", err)
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+// ctxReader stops a copy when ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

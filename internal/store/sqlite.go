@@ -1,0 +1,222 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// SQLiteOptions tunes OpenSQLite; the zero value is the production setting.
+type SQLiteOptions struct {
+	// BusyTimeout is how long a connection waits for another connection or
+	// process holding the write lock (default 10 s).
+	BusyTimeout time.Duration
+	// ReadConns is the size of the read-only pool (default 4).
+	ReadConns int
+	// NoFdatasync keeps SQLite's transpiled default of fsync(2) for commits
+	// instead of fdatasync(2). SQLite's own Linux builds use fdatasync, which
+	// is as durable (it writes the data and the size needed to read it back)
+	// and skips the timestamp update. The switch is process-wide.
+	NoFdatasync bool
+}
+
+// SQLite is the SQLite implementation of InstanceStore and ResultStore.
+//
+// Durability: journal_mode=WAL with synchronous=FULL, so every commit
+// fsyncs the write-ahead log before it returns: an acknowledged row
+// survives kill -9 and power loss (as far as the disk honours fsync).
+// synchronous=NORMAL would survive kill -9 but may lose the last commits
+// on power loss, so it is not used; group commit (package ingest) amortises
+// the fsync instead.
+//
+// Connections: a write pool of one connection (every write in this process
+// is serialised there, as River's SQLite driver recommends, so no
+// connection waits on SQLITE_BUSY from its own process) opened with
+// BEGIN IMMEDIATE so a transaction never has to upgrade a read lock, and a
+// read pool of ReadConns connections (query_only) that read WAL snapshots
+// concurrently with the writer. Other processes (radflow worker) open their
+// own pools on the same file and wait up to BusyTimeout for the write lock.
+type SQLite struct {
+	path  string
+	write *sql.DB
+	read  *sql.DB
+}
+
+var _ InstanceStore = (*SQLite)(nil)
+var _ ResultStore = (*SQLite)(nil)
+
+// OpenSQLite opens (creating if needed) the database file at path, applies
+// pragmas and runs the embedded migrations. errors: the driver's, or a
+// migration's (wrapped).
+func OpenSQLite(ctx context.Context, path string, opts SQLiteOptions) (*SQLite, error) {
+	if opts.BusyTimeout <= 0 {
+		opts.BusyTimeout = 10 * time.Second
+	}
+	if opts.ReadConns <= 0 {
+		opts.ReadConns = 4
+	}
+	if !opts.NoFdatasync && runtime.GOOS == "linux" {
+		if _, err := sqlite.Fdatasync(true); err != nil {
+			return nil, fmt.Errorf("store: enabling fdatasync: %w", err)
+		}
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	common := url.Values{}
+	common.Add("_pragma", "busy_timeout("+strconv.FormatInt(opts.BusyTimeout.Milliseconds(), 10)+")")
+	common.Add("_pragma", "foreign_keys(1)")
+	// LIKE is case sensitive as in PostgreSQL, so wildcard matching is the
+	// same on both; fuzzy matching lowercases both sides itself.
+	common.Add("_pragma", "case_sensitive_like(1)")
+	w := url.Values{}
+	for k, v := range common {
+		w[k] = append([]string(nil), v...)
+	}
+	w.Add("_pragma", "journal_mode(WAL)")
+	w.Add("_pragma", "synchronous(FULL)")
+	w.Set("_txlock", "immediate")
+	write, err := sql.Open("sqlite", "file:"+abs+"?"+w.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("store: opening %s: %w", filepath.Base(abs), err)
+	}
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxLifetime(0)
+	write.SetConnMaxIdleTime(0)
+	s := &SQLite{path: abs, write: write}
+	if err := write.PingContext(ctx); err != nil {
+		write.Close()
+		return nil, fmt.Errorf("store: opening %s: %w", filepath.Base(abs), err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		write.Close()
+		return nil, err
+	}
+	r := common
+	r.Add("_pragma", "query_only(1)")
+	read, err := sql.Open("sqlite", "file:"+abs+"?"+r.Encode())
+	if err != nil {
+		write.Close()
+		return nil, fmt.Errorf("store: opening %s: %w", filepath.Base(abs), err)
+	}
+	read.SetMaxOpenConns(opts.ReadConns)
+	read.SetMaxIdleConns(opts.ReadConns)
+	s.read = read
+	return s, nil
+}
+
+// WriteDB returns the write pool (one connection): for River's driver
+// (riversqlite.New) and for the transactions passed to the *Tx methods.
+func (s *SQLite) WriteDB() *sql.DB { return s.write }
+
+// ReadDB returns the read-only pool.
+func (s *SQLite) ReadDB() *sql.DB { return s.read }
+
+// Path returns the absolute path of the database file.
+func (s *SQLite) Path() string { return s.path }
+
+// FreeBytes returns the bytes available to this process on the volume
+// holding the database.
+func (s *SQLite) FreeBytes() (uint64, error) { return FreeBytes(filepath.Dir(s.path)) }
+
+// Close closes both pools.
+func (s *SQLite) Close() error {
+	var errs []error
+	if s.read != nil {
+		errs = append(errs, s.read.Close())
+	}
+	errs = append(errs, s.write.Close())
+	return errors.Join(errs...)
+}
+
+// InTx runs fn in a write transaction, committing when fn returns nil and
+// rolling back otherwise (or when ctx is cancelled).
+func (s *SQLite) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	return nil
+}
+
+// migrate applies the embedded migrations/NNNN_name.sql files not yet
+// recorded in radflow_migrations, each in its own transaction.
+func (s *SQLite) migrate(ctx context.Context) error {
+	if _, err := s.write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS radflow_migrations (
+		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`); err != nil {
+		return fmt.Errorf("store: migrations table: %w", err)
+	}
+	entries, err := fs.ReadDir(migrationFS, "migrations")
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
+	for _, e := range entries {
+		name := e.Name()
+		num, _, ok := strings.Cut(name, "_")
+		version, err := strconv.Atoi(num)
+		if !ok || err != nil {
+			return fmt.Errorf("store: migration file %q is not NNNN_name.sql", name)
+		}
+		body, err := fs.ReadFile(migrationFS, "migrations/"+name)
+		if err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		err = s.InTx(ctx, func(tx *sql.Tx) error {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM radflow_migrations WHERE version = ?`, version).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO radflow_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+				version, name, formatTime(time.Now()))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("store: migration %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// timeLayout is fixed width so that text order is time order.
+const timeLayout = "2006-01-02T15:04:05.000000Z"
+
+func formatTime(t time.Time) string { return t.UTC().Format(timeLayout) }
+
+func parseTime(s string) (time.Time, error) {
+	t, err := time.Parse(timeLayout, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("store: bad timestamp %q: %w", s, err)
+	}
+	return t, nil
+}
