@@ -115,3 +115,48 @@ func (c *Config) PositiveIndex() int {
 	}
 	return -1
 }
+
+// Finding is one classification result interpreted with the config's
+// decision rule.
+type Finding struct {
+	// Label is PositiveLabel when Positive, else the most probable other
+	// label (so the label follows the operating point, not argmax).
+	Label string
+	// Positive: probabilities[index(PositiveLabel)] >= Decision.Threshold.
+	Positive bool
+	// Score is the positive label's probability.
+	Score float32
+	// Threshold is Decision.Threshold, for reports.
+	Threshold float64
+}
+
+// Interpret applies the decision rule to one output row (probabilities in
+// label order, e.g. [P(NORMAL), P(PNEUMONIA)]). Without a positive_label it
+// returns the argmax label with Positive false.
+// errors: ErrConfig when len(probs) differs from the number of labels.
+func (c *Config) Interpret(probs []float32) (Finding, error) {
+	if len(probs) != len(c.Labels) {
+		return Finding{}, fmt.Errorf("%w: %s@%d: output has %d values for %d labels", ErrConfig, c.Name, c.Version, len(probs), len(c.Labels))
+	}
+	pos := c.PositiveIndex()
+	f := Finding{Threshold: c.Decision.Threshold}
+	if pos >= 0 {
+		f.Score = probs[pos]
+		f.Positive = float64(probs[pos]) >= c.Decision.Threshold
+		if f.Positive {
+			f.Label = c.PositiveLabel
+			return f, nil
+		}
+	}
+	best := -1
+	for i, p := range probs {
+		if i != pos && (best < 0 || p > probs[best]) {
+			best = i
+		}
+	}
+	if best < 0 { // a single label that is the positive one
+		best = pos
+	}
+	f.Label = c.Labels[best]
+	return f, nil
+}

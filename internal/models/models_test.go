@@ -309,3 +309,30 @@ func TestBundled(t *testing.T) {
 		t.Errorf("bundled MODEL_CARD.md: %v (%d bytes)", err, len(card))
 	}
 }
+
+func TestInterpret(t *testing.T) {
+	r, err := Load(testRepo())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := r.Get("chest-xray-pneumonia", "")
+	c := v.Config // threshold 0.615, positive PNEUMONIA
+	for _, tc := range []struct {
+		probs []float32
+		label string
+		pos   bool
+	}{
+		{[]float32{0.1, 0.9}, "PNEUMONIA", true},
+		{[]float32{0.385, 0.615}, "PNEUMONIA", true}, // threshold inclusive
+		{[]float32{0.4, 0.6}, "NORMAL", false},       // argmax would say PNEUMONIA
+		{[]float32{0.9, 0.1}, "NORMAL", false},
+	} {
+		f, err := c.Interpret(tc.probs)
+		if err != nil || f.Label != tc.label || f.Positive != tc.pos || f.Score != tc.probs[1] || f.Threshold != 0.615 {
+			t.Errorf("Interpret(%v) = %+v, %v; want %s positive=%v", tc.probs, f, err, tc.label, tc.pos)
+		}
+	}
+	if _, err := c.Interpret([]float32{1}); !errors.Is(err, ErrConfig) {
+		t.Errorf("1 value for 2 labels: %v, want ErrConfig", err)
+	}
+}
