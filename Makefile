@@ -28,7 +28,7 @@ build: deps
 	$(GO) build -trimpath -o $(BIN) ./cmd/radflow
 
 run: build ort
-	RADFLOW_ORT_LIB="$(ORT_LIB)" $(BIN) infer $(DEMO_DICOM)
+	RADFLOW_ORT_LIB="$(ORT_LIB)" $(BIN) infer $$(find $(DEMO_DICOM) -name '*.dcm' | sort)
 
 test: deps ort
 	RADFLOW_ORT_LIB="$(ORT_LIB)" $(GO) test $(GOTESTFLAGS) ./...
