@@ -1,0 +1,245 @@
+package queue
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/radflow/radflow/internal/store"
+)
+
+func openStore(t *testing.T) *store.SQLite {
+	t.Helper()
+	s, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "radflow.db"), store.SQLiteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// addInstance stores an instance row, its queued result and its job in one
+// transaction, as package ingest does.
+func addInstance(t *testing.T, s *store.SQLite, q *Queue, uid string, jobs ...JobArgs) int {
+	t.Helper()
+	ctx := context.Background()
+	var n int
+	err := s.InTx(ctx, func(tx *sql.Tx) error {
+		if _, err := s.InsertInstanceTx(ctx, tx, &store.Instance{SOPInstanceUID: uid, SOPClassUID: "1.2", StudyInstanceUID: "9",
+			SeriesInstanceUID: "9.1", Source: store.SourceSTOW, Size: 1, SHA256: "00", BlobKey: "k"}); err != nil {
+			return err
+		}
+		for _, j := range jobs {
+			if err := s.QueueResultTx(ctx, tx, j.ResultKey(), "9"); err != nil {
+				return err
+			}
+		}
+		var err error
+		n, err = q.EnqueueTx(ctx, tx, jobs)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func countJobs(t *testing.T, s *store.SQLite) int {
+	t.Helper()
+	var n int
+	if err := s.ReadDB().QueryRow(`SELECT count(*) FROM river_job`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestEnqueueTxUniqueAndRolledBackTogether(t *testing.T) {
+	s := openStore(t)
+	ctx := context.Background()
+	q, err := New(ctx, s.WriteDB(), Config{ReadDB: s.ReadDB()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := JobArgs{SOPInstanceUID: "1.2.3", Model: "chest", Version: "1.0.0"}
+
+	// Rolled back: neither the instance nor the job exists.
+	boom := errors.New("boom")
+	err = s.InTx(ctx, func(tx *sql.Tx) error {
+		if _, err := s.InsertInstanceTx(ctx, tx, &store.Instance{SOPInstanceUID: "1.2.3", SOPClassUID: "1.2", StudyInstanceUID: "9",
+			SeriesInstanceUID: "9.1", Source: store.SourceSTOW, Size: 1, SHA256: "00", BlobKey: "k"}); err != nil {
+			return err
+		}
+		if n, err := q.EnqueueTx(ctx, tx, []JobArgs{job}); err != nil || n != 1 {
+			t.Errorf("enqueue in tx: %d %v", n, err)
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatal(err)
+	}
+	if n := countJobs(t, s); n != 0 {
+		t.Errorf("%d jobs after rollback, want 0", n)
+	}
+	if ok, _ := s.HasInstance(ctx, "1.2.3"); ok {
+		t.Error("instance after rollback")
+	}
+
+	if n := addInstance(t, s, q, "1.2.3", job, JobArgs{SOPInstanceUID: "1.2.3", Model: "chest", Version: "2.0.0"}); n != 2 {
+		t.Errorf("inserted %d jobs, want 2", n)
+	}
+	// Same args again: no second job.
+	err = s.InTx(ctx, func(tx *sql.Tx) error {
+		n, err := q.EnqueueTx(ctx, tx, []JobArgs{job})
+		if n != 0 {
+			t.Errorf("duplicate enqueue inserted %d", n)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := countJobs(t, s); n != 2 {
+		t.Errorf("%d jobs, want 2", n)
+	}
+	var args string
+	if err := s.ReadDB().QueryRow(`SELECT json(args) FROM river_job WHERE kind = ? ORDER BY id LIMIT 1`, Kind).Scan(&args); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(args, `"sop_instance_uid":"1.2.3"`) || !strings.Contains(args, `"model":"chest"`) || !strings.Contains(args, `"version":"1.0.0"`) {
+		t.Errorf("job args %s", args)
+	}
+	if d, err := q.Depth(ctx); err != nil || d != 2 {
+		t.Errorf("depth %d %v, want 2", d, err)
+	}
+}
+
+// waitResult polls until the result reaches status or the deadline.
+func waitResult(t *testing.T, s *store.SQLite, k store.ResultKey, status store.ResultStatus) *store.Result {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r, err := s.GetResult(context.Background(), k)
+		if err == nil && r.Status == status {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("result %v: %+v %v, want status %s", k, r, err, status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func jobState(t *testing.T, s *store.SQLite, uid string) string {
+	t.Helper()
+	var st string
+	if err := s.ReadDB().QueryRow(`SELECT state FROM river_job WHERE json_extract(args, '$.sop_instance_uid') = ?`, uid).Scan(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func TestWorkerEndToEnd(t *testing.T) {
+	s := openStore(t)
+	ctx := context.Background()
+	var runs atomic.Int32
+	var flaky atomic.Int32
+	h := HandlerFunc(func(ctx context.Context, job JobArgs) error {
+		runs.Add(1)
+		switch job.SOPInstanceUID {
+		case "1.1": // succeeds
+		case "1.2": // bad input: permanent
+			return Permanent(errors.New("unsupported photometric interpretation"))
+		case "1.3": // completes, then "crashes" before the job is marked done: runs twice
+			if flaky.Add(1) == 1 {
+				if err := s.CompleteResult(ctx, &store.Result{SOPInstanceUID: job.SOPInstanceUID, Model: job.Model, Version: job.Version, Label: "first"}); err != nil {
+					return err
+				}
+				return errors.New("connection reset")
+			}
+		case "1.4":
+			panic("boom")
+		}
+		return s.CompleteResult(ctx, &store.Result{SOPInstanceUID: job.SOPInstanceUID, Model: job.Model, Version: job.Version,
+			Label: "normal", Probabilities: map[string]float64{"normal": 0.9, "pneumonia": 0.1}})
+	})
+	q, err := New(ctx, s.WriteDB(), Config{Workers: 2, Handler: h, Recorder: s, ReadDB: s.ReadDB(), MaxAttempts: 2,
+		RetryBackoff: func(int) time.Duration { return 10 * time.Millisecond }, PollInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := q.Stop(sctx); err != nil {
+			t.Error(err)
+		}
+	}()
+	for _, uid := range []string{"1.1", "1.2", "1.3", "1.4"} {
+		addInstance(t, s, q, uid, JobArgs{SOPInstanceUID: uid, Model: "chest", Version: "1"})
+	}
+	key := func(uid string) store.ResultKey { return store.ResultKey{SOPInstanceUID: uid, Model: "chest", Version: "1"} }
+
+	// Wait for River to finish every job (1.3 is done after its first attempt
+	// already, but runs again).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := []string{jobState(t, s, "1.1"), jobState(t, s, "1.2"), jobState(t, s, "1.3"), jobState(t, s, "1.4")}
+		want := []string{"completed", "cancelled", "completed", "discarded"}
+		if strings.Join(got, ",") == strings.Join(want, ",") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job states %v, want %v", got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r := waitResult(t, s, key("1.1"), store.StatusDone)
+	if r.Label != "normal" || r.Probabilities["normal"] != 0.9 || r.Attempts != 1 {
+		t.Errorf("1.1: %+v", r)
+	}
+	r = waitResult(t, s, key("1.2"), store.StatusFailed)
+	if !strings.Contains(r.Error, "unsupported photometric interpretation") || r.Attempts != 1 {
+		t.Errorf("1.2: %+v", r)
+	}
+	r = waitResult(t, s, key("1.3"), store.StatusDone)
+	// The second run replaced the first's result (Label "first"); attempts
+	// are counted only while the result is not done.
+	if r.Label != "normal" || r.Attempts != 1 {
+		t.Errorf("1.3: %+v", r)
+	}
+	r = waitResult(t, s, key("1.4"), store.StatusFailed)
+	if !strings.Contains(r.Error, "handler panic: boom") || r.Attempts != 2 {
+		t.Errorf("1.4: %+v", r)
+	}
+	list, err := s.ListResults(ctx, "", "9")
+	if err != nil || len(list) != 4 {
+		t.Errorf("%d results, want exactly 4 (one per instance/model/version): %v", len(list), err)
+	}
+	if n := runs.Load(); n != 6 {
+		t.Errorf("handler ran %d times, want 6 (1+1+2+2)", n)
+	}
+	if d, err := q.Depth(ctx); err != nil || d != 0 {
+		t.Errorf("depth %d %v, want 0", d, err)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	s := openStore(t)
+	if _, err := New(context.Background(), s.WriteDB(), Config{Workers: 1}); err == nil {
+		t.Error("workers without a handler accepted")
+	}
+	if _, err := New(context.Background(), s.WriteDB(), Config{Workers: -1}); err == nil {
+		t.Error("negative workers accepted")
+	}
+	if Permanent(nil) != nil {
+		t.Error("Permanent(nil) != nil")
+	}
+}
