@@ -185,7 +185,9 @@ func TestWorkerEndToEnd(t *testing.T) {
 	for _, uid := range []string{"1.1", "1.2", "1.3", "1.4"} {
 		addInstance(t, s, q, uid, JobArgs{SOPInstanceUID: uid, Model: "chest", Version: "1"})
 	}
-	key := func(uid string) store.ResultKey { return store.ResultKey{SOPInstanceUID: uid, Model: "chest", Version: "1"} }
+	key := func(uid string) store.ResultKey {
+		return store.ResultKey{SOPInstanceUID: uid, Model: "chest", Version: "1"}
+	}
 
 	// Wait for River to finish every job (1.3 is done after its first attempt
 	// already, but runs again).
