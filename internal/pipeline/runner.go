@@ -31,10 +31,12 @@ type Timings struct {
 type Prediction struct {
 	Model   string // model name
 	Version int    // model version
-	// Label is the decision: the positive label when its probability is at
-	// least the config's threshold, else the most probable other label
-	// (argmax when the config names no positive label).
+	// Label is the decision (models.Config.Interpret): the positive label
+	// when its probability is at least the config's threshold, else the most
+	// probable other label (argmax when the config names no positive label).
 	Label string
+	// Score is the positive label's probability (0 without a positive label).
+	Score float32
 	// Probabilities maps each label to the model's output in [0,1].
 	Probabilities map[string]float64
 	// Reason is why routing chose the model ("" when it was named).
@@ -211,35 +213,16 @@ func (r *Runner) predict(ctx context.Context, m models.Match, prep func(*transfo
 	}
 	t2 := time.Now()
 	pred.Timings.PreprocessMS, pred.Timings.InferenceMS = ms(t1.Sub(t0)), ms(t2.Sub(t1))
-	pred.Label, pred.Probabilities, err = Interpret(v.Config, out[0])
-	return pred, err
-}
-
-// Interpret maps a classifier's output row to labels: probabilities per
-// label and the decided label (see Prediction.Label).
-// errors: inference.ErrShape when len(out) differs from the label count.
-func Interpret(c *models.Config, out []float32) (string, map[string]float64, error) {
-	if len(out) != len(c.Labels) {
-		return "", nil, fmt.Errorf("%w: %d outputs for %d labels", inference.ErrShape, len(out), len(c.Labels))
+	f, err := v.Config.Interpret(out[0])
+	if err != nil {
+		return pred, err
 	}
-	probs := make(map[string]float64, len(out))
-	best, pos := 0, c.PositiveIndex()
-	for i, p := range out {
-		probs[c.Labels[i]] = float64(p)
-		if i != pos && (best == pos || p > out[best]) {
-			best = i
-		}
+	pred.Label, pred.Score = f.Label, f.Score
+	pred.Probabilities = make(map[string]float64, len(out[0]))
+	for i, p := range out[0] {
+		pred.Probabilities[v.Config.Labels[i]] = float64(p)
 	}
-	if pos >= 0 && float64(out[pos]) >= c.Decision.Threshold {
-		best = pos
-	} else if pos < 0 {
-		for i, p := range out {
-			if p > out[best] {
-				best = i
-			}
-		}
-	}
-	return c.Labels[best], probs, nil
+	return pred, nil
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
