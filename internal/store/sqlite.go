@@ -220,3 +220,13 @@ func parseTime(s string) (time.Time, error) {
 	}
 	return t, nil
 }
+
+// BeginTx starts a write transaction (BEGIN IMMEDIATE on the single write
+// connection). The caller commits or rolls back.
+func (s *SQLite) BeginTx(ctx context.Context) (*sql.Tx, error) {
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("store: begin: %w", err)
+	}
+	return tx, nil
+}

@@ -1,0 +1,458 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/suyashkumar/dicom/pkg/tag"
+
+	"github.com/radflow/radflow/internal/dicom"
+	"github.com/radflow/radflow/internal/queue"
+	"github.com/radflow/radflow/internal/store"
+)
+
+// ErrInvalid: the bytes are not a storable instance (not DICOM, malformed,
+// a missing or malformed UID, too large). The message says why, without
+// attribute values other than UIDs. Maps to C-STORE status A900/C000 and a
+// STOW-RS failure reason 0xC000 (or 0xA700 for the size).
+var ErrInvalid = errors.New("ingest: invalid instance")
+
+// ErrBusy: refused for backpressure (queue depth over the limit, or free
+// space under the watermark, then also wrapping store.ErrStorageFull); the
+// sender should retry later. Maps to C-STORE status A700 and HTTP 503.
+var ErrBusy = errors.New("ingest: busy")
+
+// ErrClosed: the Ingester was closed.
+var ErrClosed = errors.New("ingest: closed")
+
+// SourceInfo says how an instance arrived.
+type SourceInfo struct {
+	CallingAE string       // calling AE title (DIMSE); "" for STOW-RS
+	Source    store.Source // store.SourceDIMSE or store.SourceSTOW
+}
+
+// Outcome reports one Ingest.
+type Outcome struct {
+	SOPInstanceUID   string
+	StudyInstanceUID string
+	SOPClassUID      string
+	// Created: this call stored the instance; false when it was already
+	// stored (the call still succeeds: C-STORE and STOW-RS are idempotent).
+	Created bool
+	// Jobs is the number of inference jobs this call enqueued.
+	Jobs int
+}
+
+// ModelRef names a model version an instance is routed to.
+type ModelRef struct {
+	Model   string
+	Version string
+}
+
+// Router picks the model versions that run on an instance, from its
+// metadata (Modality, BodyPartExamined, SOPClassUID, Study/Series
+// Description, CallingAE). It must be fast and safe for concurrent use.
+type Router interface {
+	Route(in *store.Instance) []ModelRef
+}
+
+// RouterFunc adapts a function to Router.
+type RouterFunc func(in *store.Instance) []ModelRef
+
+// Route implements Router.
+func (f RouterFunc) Route(in *store.Instance) []ModelRef { return f(in) }
+
+// Metadata is what Ingest needs from the metadata store (*store.SQLite).
+type Metadata interface {
+	BeginTx(ctx context.Context) (*sql.Tx, error)
+	HasInstance(ctx context.Context, sopInstanceUID string) (bool, error)
+	InsertInstanceTx(ctx context.Context, tx *sql.Tx, in *store.Instance) (bool, error)
+	QueueResultTx(ctx context.Context, tx *sql.Tx, k store.ResultKey, studyInstanceUID string) error
+	FreeBytes() (uint64, error)
+}
+
+// Jobs is what Ingest needs from the queue (*queue.Queue).
+type Jobs interface {
+	EnqueueTx(ctx context.Context, tx *sql.Tx, jobs []queue.JobArgs) (int, error)
+	Depth(ctx context.Context) (int, error)
+}
+
+// Config configures New. Metadata, Blobs and Jobs are required.
+type Config struct {
+	Metadata Metadata
+	Blobs    store.BlobStore
+	Jobs     Jobs
+	Router   Router // nil: no jobs
+
+	// MaxQueueDepth: refuse (ErrBusy) while more jobs than this are
+	// available or running; 0: no limit.
+	MaxQueueDepth int
+	// MinFreeBytes: refuse (ErrBusy wrapping store.ErrStorageFull) while
+	// the database's or the blob store's volume has less free; 0: no check.
+	MinFreeBytes uint64
+	// MaxInstanceSize in bytes (default 4 GiB); larger is ErrInvalid.
+	MaxInstanceSize int64
+
+	// MaxBatch: most instances committed in one transaction (default 128).
+	MaxBatch int
+	// BatchLinger: how long the writer waits for more instances when a
+	// batch is not full (default 0: a batch is whatever arrived while the
+	// previous commit was being fsynced, which already batches under load
+	// without delaying a lone sender).
+	BatchLinger time.Duration
+	// CommitTimeout bounds one batch's transaction (default 30 s).
+	CommitTimeout time.Duration
+	// Logger gets warnings (never attribute values); default slog.Default().
+	Logger *slog.Logger
+}
+
+// Ingester is the one way instances enter radflow (DIMSE C-STORE and
+// STOW-RS both call Ingest). Safe for concurrent use; concurrent calls
+// share group commits.
+type Ingester struct {
+	cfg   Config
+	log   *slog.Logger
+	reqs  chan *pending
+	done  chan struct{}
+	locks uidLocks
+
+	closeMu sync.RWMutex
+	closed  bool
+
+	depth cached
+	free  cached
+
+	// test hooks
+	uidHook    func(in *store.Instance) // rewrites UIDs after parsing (benchmark)
+	commitHook func() error             // runs before COMMIT; an error aborts it
+}
+
+// New starts the group-commit writer. Call Close when done.
+func New(cfg Config) (*Ingester, error) {
+	if cfg.Metadata == nil || cfg.Blobs == nil || cfg.Jobs == nil {
+		return nil, errors.New("ingest: Metadata, Blobs and Jobs are required")
+	}
+	if cfg.MaxInstanceSize <= 0 {
+		cfg.MaxInstanceSize = 4 << 30
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 128
+	}
+	if cfg.CommitTimeout <= 0 {
+		cfg.CommitTimeout = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	g := &Ingester{cfg: cfg, log: cfg.Logger, reqs: make(chan *pending, cfg.MaxBatch), done: make(chan struct{})}
+	g.depth.ttl = 250 * time.Millisecond
+	g.free.ttl = time.Second
+	go g.writer()
+	return g, nil
+}
+
+// Close waits for pending commits and stops the writer; later calls to
+// Ingest return ErrClosed.
+func (g *Ingester) Close() error {
+	g.closeMu.Lock()
+	if !g.closed {
+		g.closed = true
+		close(g.reqs)
+	}
+	g.closeMu.Unlock()
+	<-g.done
+	return nil
+}
+
+// IngestFile ingests the Part 10 file (or bare data set) at path, e.g. a
+// DIMSE receiver's spool file. The file is not removed.
+func (g *Ingester) IngestFile(ctx context.Context, path string, info SourceInfo) (Outcome, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Outcome{}, fmt.Errorf("ingest: %w", err)
+	}
+	defer f.Close()
+	return g.Ingest(ctx, f, info)
+}
+
+// Ingest reads one instance from r (a Part 10 file or a bare data set; at
+// most MaxInstanceSize bytes) and stores it: parse, validate, refuse under
+// backpressure, write the bytes durably to the blob store, then in one
+// transaction (shared with concurrent calls: group commit) insert the
+// instance row, a queued result and a job per routed model version. It
+// returns after that commit is durable. An instance already stored returns
+// Created=false and stores nothing. On any failure nothing stays stored: a
+// blob written for a failed commit is deleted.
+//
+// errors: ErrInvalid (wrapping dicom.ErrNotDICOM / dicom.ErrMalformed when
+// parsing failed), ErrBusy (wrapping store.ErrStorageFull for disk space),
+// ErrClosed, ctx's error, or a storage error.
+func (g *Ingester) Ingest(ctx context.Context, r io.Reader, info SourceInfo) (Outcome, error) {
+	if info.Source != store.SourceDIMSE && info.Source != store.SourceSTOW {
+		return Outcome{}, fmt.Errorf("ingest: unknown source %q", info.Source)
+	}
+	b, err := io.ReadAll(io.LimitReader(r, g.cfg.MaxInstanceSize+1))
+	if err != nil {
+		return Outcome{}, fmt.Errorf("ingest: reading instance: %w", err)
+	}
+	if int64(len(b)) > g.cfg.MaxInstanceSize {
+		return Outcome{}, fmt.Errorf("%w: larger than %d bytes", ErrInvalid, g.cfg.MaxInstanceSize)
+	}
+	in, err := metadata(b, info)
+	if err != nil {
+		return Outcome{}, err
+	}
+	if g.uidHook != nil {
+		g.uidHook(in)
+	}
+	out := Outcome{SOPInstanceUID: in.SOPInstanceUID, StudyInstanceUID: in.StudyInstanceUID, SOPClassUID: in.SOPClassUID}
+
+	unlock := g.locks.lock(in.SOPInstanceUID)
+	defer unlock()
+	exists, err := g.cfg.Metadata.HasInstance(ctx, in.SOPInstanceUID)
+	if err != nil {
+		return out, fmt.Errorf("ingest: %w", err)
+	}
+	if exists {
+		return out, nil
+	}
+	if err := g.backpressure(ctx); err != nil {
+		return out, err
+	}
+
+	in.BlobKey = store.InstanceBlobKey(in.SOPInstanceUID)
+	bi, err := g.cfg.Blobs.Put(ctx, in.BlobKey, bytes.NewReader(b))
+	if err != nil {
+		// Put removes its temp file; a failed directory fsync may leave the
+		// renamed file, so delete it too.
+		g.deleteBlob(in.BlobKey)
+		return out, fmt.Errorf("ingest: storing blob: %w", err)
+	}
+	in.Size, in.SHA256 = bi.Size, bi.SHA256
+	in.ReceivedAt = time.Now().UTC()
+
+	var jobs []queue.JobArgs
+	if g.cfg.Router != nil {
+		seen := map[ModelRef]bool{}
+		for _, m := range g.cfg.Router.Route(in) {
+			if !seen[m] {
+				seen[m] = true
+				jobs = append(jobs, queue.JobArgs{SOPInstanceUID: in.SOPInstanceUID, Model: m.Model, Version: m.Version})
+			}
+		}
+	}
+
+	p := &pending{in: in, jobs: jobs, done: make(chan struct{})}
+	g.closeMu.RLock()
+	if g.closed {
+		g.closeMu.RUnlock()
+		g.deleteBlob(in.BlobKey)
+		return out, ErrClosed
+	}
+	g.reqs <- p
+	g.closeMu.RUnlock()
+	// Wait even if ctx ends: the batch may still commit, and the blob must
+	// stay exactly when the row does. The writer bounds the wait.
+	<-p.done
+	if p.err != nil || !p.created {
+		g.deleteBlob(in.BlobKey)
+	}
+	if p.err != nil {
+		return out, p.err
+	}
+	out.Created, out.Jobs = p.created, p.jobsNew
+	return out, nil
+}
+
+func (g *Ingester) deleteBlob(key string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := g.cfg.Blobs.Delete(ctx, key); err != nil && !errors.Is(err, store.ErrNotFound) {
+		// An orphan blob wastes space but no row points to it.
+		g.log.Warn("ingest: could not delete the blob of a failed ingest", "blob_key", key, "err", err)
+	}
+}
+
+// backpressure returns ErrBusy when the queue is too deep or disk too full.
+// Both figures are cached briefly so a burst does not query per instance.
+func (g *Ingester) backpressure(ctx context.Context) error {
+	if g.cfg.MaxQueueDepth > 0 {
+		d, err := g.depth.get(func() (uint64, error) {
+			n, err := g.cfg.Jobs.Depth(ctx)
+			return uint64(n), err
+		})
+		if err != nil {
+			return fmt.Errorf("ingest: %w", err)
+		}
+		if d > uint64(g.cfg.MaxQueueDepth) {
+			return fmt.Errorf("%w: %d jobs waiting, limit %d", ErrBusy, d, g.cfg.MaxQueueDepth)
+		}
+	}
+	if g.cfg.MinFreeBytes > 0 {
+		free, err := g.free.get(func() (uint64, error) {
+			a, err := g.cfg.Metadata.FreeBytes()
+			if err != nil {
+				return 0, err
+			}
+			if fr, ok := g.cfg.Blobs.(interface{ FreeBytes() (uint64, error) }); ok {
+				b, err := fr.FreeBytes()
+				if err != nil {
+					return 0, err
+				}
+				a = min(a, b)
+			}
+			return a, nil
+		})
+		if err != nil {
+			return fmt.Errorf("ingest: %w", err)
+		}
+		if free < g.cfg.MinFreeBytes {
+			return fmt.Errorf("%w: %w: %d bytes free, watermark %d", ErrBusy, store.ErrStorageFull, free, g.cfg.MinFreeBytes)
+		}
+	}
+	return nil
+}
+
+// metadata parses b and extracts the stored attributes, validating UIDs.
+func metadata(b []byte, info SourceInfo) (*store.Instance, error) {
+	d, err := dicom.ParseBytes(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	in := &store.Instance{
+		SOPInstanceUID:    d.SOPInstanceUID(),
+		SOPClassUID:       d.SOPClassUID(),
+		StudyInstanceUID:  d.StudyInstanceUID(),
+		SeriesInstanceUID: d.SeriesInstanceUID(),
+		TransferSyntaxUID: d.TransferSyntaxUID,
+		PatientID:         d.String(tag.PatientID),
+		PatientName:       d.String(tag.PatientName),
+		StudyDate:         d.String(tag.StudyDate),
+		StudyTime:         d.String(tag.StudyTime),
+		AccessionNumber:   d.String(tag.AccessionNumber),
+		StudyDescription:  d.String(tag.StudyDescription),
+		SeriesDescription: d.String(tag.SeriesDescription),
+		Modality:          d.Modality(),
+		BodyPartExamined:  d.BodyPartExamined(),
+		SeriesNumber:      intAttr(d, tag.SeriesNumber),
+		InstanceNumber:    intAttr(d, tag.InstanceNumber),
+		CallingAE:         info.CallingAE,
+		Source:            info.Source,
+	}
+	for _, u := range []struct{ name, v string }{
+		{"SOP Instance UID", in.SOPInstanceUID},
+		{"SOP Class UID", in.SOPClassUID},
+		{"Study Instance UID", in.StudyInstanceUID},
+		{"Series Instance UID", in.SeriesInstanceUID},
+	} {
+		if err := ValidUID(u.v); err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrInvalid, u.name, err)
+		}
+	}
+	return in, nil
+}
+
+func intAttr(d *dicom.Instance, t tag.Tag) *int {
+	v := d.Ints(t)
+	if len(v) == 0 {
+		return nil
+	}
+	return &v[0]
+}
+
+// ValidUID checks a UID's form (PS3.5 9.1): 1 to 64 characters, digits
+// and dots, no empty component. The leading-zero rule is not enforced
+// (real archives hold such UIDs and they still identify instances).
+func ValidUID(u string) error {
+	if u == "" {
+		return errors.New("missing")
+	}
+	if len(u) > 64 {
+		return fmt.Errorf("%d characters, more than 64", len(u))
+	}
+	prevDot := true
+	for i := 0; i < len(u); i++ {
+		c := u[i]
+		switch {
+		case c == '.':
+			if prevDot {
+				return fmt.Errorf("empty component in %q", u)
+			}
+			prevDot = true
+		case c >= '0' && c <= '9':
+			prevDot = false
+		default:
+			return fmt.Errorf("character %q at %d is not a digit or dot", c, i)
+		}
+	}
+	if prevDot {
+		return fmt.Errorf("empty component in %q", u)
+	}
+	return nil
+}
+
+// cached is a value refreshed at most every ttl.
+type cached struct {
+	mu  sync.Mutex
+	ttl time.Duration
+	at  time.Time
+	v   uint64
+}
+
+func (c *cached) get(f func() (uint64, error)) (uint64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.at.IsZero() && time.Since(c.at) < c.ttl {
+		return c.v, nil
+	}
+	v, err := f()
+	if err != nil {
+		return 0, err
+	}
+	c.v, c.at = v, time.Now()
+	return v, nil
+}
+
+// uidLocks serialises Ingest calls for the same SOP Instance UID so the
+// exists check, the blob write and the insert cannot interleave.
+type uidLocks struct {
+	mu sync.Mutex
+	m  map[string]*uidLock
+}
+
+type uidLock struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (l *uidLocks) lock(uid string) (unlock func()) {
+	l.mu.Lock()
+	if l.m == nil {
+		l.m = map[string]*uidLock{}
+	}
+	e := l.m[uid]
+	if e == nil {
+		e = &uidLock{}
+		l.m[uid] = e
+	}
+	e.n++
+	l.mu.Unlock()
+	e.mu.Lock()
+	return func() {
+		e.mu.Unlock()
+		l.mu.Lock()
+		e.n--
+		if e.n == 0 {
+			delete(l.m, uid)
+		}
+		l.mu.Unlock()
+	}
+}
