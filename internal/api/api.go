@@ -1,0 +1,132 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+)
+
+// Principal is the identity a Guard established for a request.
+type Principal struct {
+	// Subject identifies the caller (user, service account, AE title);
+	// "anonymous" under AllowAll.
+	Subject   string
+	Roles     []string
+	Anonymous bool
+}
+
+// Guard is the single identity/policy hook: it is called for every route
+// (including /dicomweb, /metrics and the health endpoints) with the route's
+// action (e.g. "dicomweb.stow", "results.read") and resource (the request
+// path, e.g. "/dicomweb/studies/1.2.3"). Returning an error wrapping
+// ErrUnauthenticated answers 401, ErrForbidden 403, anything else 500.
+type Guard interface {
+	Authorize(r *http.Request, action, resource string) (Principal, error)
+}
+
+// Guard errors.
+var (
+	ErrUnauthenticated = errors.New("api: unauthenticated")
+	ErrForbidden       = errors.New("api: forbidden")
+)
+
+// AllowAll is the default Guard: every request is allowed as anonymous.
+type AllowAll struct{}
+
+// Authorize allows r.
+func (AllowAll) Authorize(*http.Request, string, string) (Principal, error) {
+	return Principal{Subject: "anonymous", Anonymous: true}, nil
+}
+
+// AuditEvent is one authorised (or refused) request, after it completed.
+// It carries no query values or bodies.
+type AuditEvent struct {
+	Time      time.Time
+	RequestID string
+	Principal Principal
+	Action    string
+	Resource  string
+	Method    string
+	Status    int
+	Duration  time.Duration
+}
+
+// Auditor receives an AuditEvent per request that reached a route
+// (optional; the audit trail implementation comes with security work).
+type Auditor interface {
+	Audit(ctx context.Context, ev AuditEvent)
+}
+
+// Actions of the routes in this package.
+const (
+	ActionResultsRead = "results.read"
+	ActionModelsRead  = "models.read"
+	ActionHealth      = "health.read"
+	ActionMetrics     = "metrics.read"
+)
+
+// Result statuses.
+const (
+	StatusQueued  = "queued"
+	StatusRunning = "running"
+	StatusDone    = "done"
+	StatusFailed  = "failed"
+)
+
+// Result is one model's result for one instance, as served by
+// GET /api/v1/results.
+type Result struct {
+	SOPInstanceUID   string `json:"sop_instance_uid"`
+	StudyInstanceUID string `json:"study_instance_uid"`
+	Model            string `json:"model"`
+	Version          string `json:"version"`
+	// Status is StatusQueued, StatusRunning, StatusDone or StatusFailed.
+	Status string `json:"status"`
+	// Label is the predicted label ("" until done).
+	Label string `json:"label,omitempty"`
+	// Probabilities maps each model label to its probability in [0,1].
+	Probabilities map[string]float64 `json:"probabilities,omitempty"`
+	// Error is the failure reason when Status is failed (no PHI).
+	Error string `json:"error,omitempty"`
+	// SRSOPInstanceUID is the SOP Instance UID of the DICOM SR written
+	// for the result, when any.
+	SRSOPInstanceUID string `json:"sr_sop_instance_uid,omitempty"`
+	// TimingsMS maps a stage ("decode", "preprocess", "inference", "sr")
+	// to its duration in milliseconds.
+	TimingsMS map[string]float64 `json:"timings_ms,omitempty"`
+	CreatedAt time.Time          `json:"created_at"`
+	UpdatedAt time.Time          `json:"updated_at"`
+}
+
+// ResultFilter selects results: by study, by instance, or both (AND).
+// At least one is non-empty.
+type ResultFilter struct {
+	StudyInstanceUID string
+	SOPInstanceUID   string
+}
+
+// Results lists results (implemented by the store package).
+type Results interface {
+	// ListResults returns the matching results, newest first; an empty
+	// slice when none.
+	ListResults(ctx context.Context, f ResultFilter) ([]Result, error)
+}
+
+// Model describes one loaded model, as served by GET /api/v1/models.
+type Model struct {
+	Name    string   `json:"name"`
+	Version string   `json:"version"`
+	Labels  []string `json:"labels"`
+	// Modalities the model accepts (e.g. ["CR","DX"]); empty means any.
+	Modalities []string `json:"modalities,omitempty"`
+}
+
+// Models lists the loaded models (implemented by the models/inference side).
+type Models interface {
+	ListModels(ctx context.Context) ([]Model, error)
+}
+
+// Check is one readiness check; nil means ready. It should return within
+// the context's deadline (Config.ReadyTimeout).
+type Check func(ctx context.Context) error
