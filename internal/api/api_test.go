@@ -231,7 +231,11 @@ type auditRec struct {
 	evs []AuditEvent
 }
 
-func (a *auditRec) Audit(_ context.Context, ev AuditEvent) { a.mu.Lock(); a.evs = append(a.evs, ev); a.mu.Unlock() }
+func (a *auditRec) Audit(_ context.Context, ev AuditEvent) {
+	a.mu.Lock()
+	a.evs = append(a.evs, ev)
+	a.mu.Unlock()
+}
 
 func TestRequestIDLogsNoPHIAndAudit(t *testing.T) {
 	au := &auditRec{}
