@@ -70,6 +70,14 @@ type RouterFunc func(in *store.Instance) []ModelRef
 // Route implements Router.
 func (f RouterFunc) Route(in *store.Instance) []ModelRef { return f(in) }
 
+// dirSyncer is a BlobStore whose directory fsyncs can be grouped
+// (*store.FS): the writer syncs a batch's directories once before its
+// commit.
+type dirSyncer interface {
+	PutNoDirSync(ctx context.Context, key string, r io.Reader) (store.BlobInfo, error)
+	SyncDirs(ctx context.Context, keys ...string) error
+}
+
 // Metadata is what Ingest needs from the metadata store (*store.SQLite).
 type Metadata interface {
 	BeginTx(ctx context.Context) (*sql.Tx, error)
@@ -228,8 +236,15 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, info SourceInfo) (Ou
 		return out, err
 	}
 
-	in.BlobKey = store.InstanceBlobKey(in.SOPInstanceUID)
-	bi, err := g.cfg.Blobs.Put(ctx, in.BlobKey, bytes.NewReader(b))
+	now := time.Now().UTC()
+	in.BlobKey = store.InstanceBlobKey(in.SOPInstanceUID, now)
+	var bi store.BlobInfo
+	ds, deferDirSync := g.cfg.Blobs.(dirSyncer)
+	if deferDirSync {
+		bi, err = ds.PutNoDirSync(ctx, in.BlobKey, bytes.NewReader(b))
+	} else {
+		bi, err = g.cfg.Blobs.Put(ctx, in.BlobKey, bytes.NewReader(b))
+	}
 	if err != nil {
 		// Put removes its temp file; a failed directory fsync may leave the
 		// renamed file, so delete it too.
@@ -237,7 +252,7 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, info SourceInfo) (Ou
 		return out, fmt.Errorf("ingest: storing blob: %w", err)
 	}
 	in.Size, in.SHA256 = bi.Size, bi.SHA256
-	in.ReceivedAt = time.Now().UTC()
+	in.ReceivedAt = now
 
 	var jobs []queue.JobArgs
 	if g.cfg.Router != nil {
@@ -250,7 +265,7 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, info SourceInfo) (Ou
 		}
 	}
 
-	p := &pending{in: in, jobs: jobs, done: make(chan struct{})}
+	p := &pending{in: in, jobs: jobs, dirSync: deferDirSync, done: make(chan struct{})}
 	g.closeMu.RLock()
 	if g.closed {
 		g.closeMu.RUnlock()

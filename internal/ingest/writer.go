@@ -12,8 +12,9 @@ import (
 
 // pending is one Ingest waiting for its batch's commit.
 type pending struct {
-	in   *store.Instance
-	jobs []queue.JobArgs
+	in      *store.Instance
+	jobs    []queue.JobArgs
+	dirSync bool // the blob's directory still needs an fsync
 
 	done    chan struct{}
 	created bool
@@ -23,8 +24,10 @@ type pending struct {
 
 // writer is the single goroutine that commits: it takes every request
 // that arrived while the previous commit was running (up to MaxBatch, and
-// up to BatchLinger more), commits them in one transaction — one fsync of
-// the WAL for the whole batch — and wakes their callers.
+// up to BatchLinger more), fsyncs the batch's blob directories (one per
+// distinct directory: blobs of the same minute share one), commits them
+// in one transaction — one fsync of the WAL for the whole batch — and
+// wakes their callers.
 func (g *Ingester) writer() {
 	defer close(g.done)
 	for p := range g.reqs {
@@ -82,6 +85,19 @@ func (g *Ingester) commit(batch []*pending) {
 				p.err = err
 			}
 			p.created, p.jobsNew = false, 0
+		}
+	}
+	// The blobs' names must be durable before any row points to them.
+	var keys []string
+	for _, p := range batch {
+		if p.dirSync {
+			keys = append(keys, p.in.BlobKey)
+		}
+	}
+	if len(keys) > 0 {
+		if err := g.cfg.Blobs.(dirSyncer).SyncDirs(ctx, keys...); err != nil {
+			fail(fmt.Errorf("ingest: %w", err))
+			return
 		}
 	}
 	tx, err := g.cfg.Metadata.BeginTx(ctx)

@@ -13,6 +13,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // BlobStore keeps the bytes of stored instances under string keys
@@ -84,16 +85,18 @@ func (f *FS) Root() string { return f.root }
 // FreeBytes returns the bytes available on the volume holding the blobs.
 func (f *FS) FreeBytes() (uint64, error) { return FreeBytes(f.root) }
 
-// InstanceBlobKey returns a fresh key for an instance's file:
-// "hh/hh/<sha256(SOP Instance UID)>-<16 random hex>.dcm". The random part
-// makes every attempt's key distinct, so deleting the blob of a failed
-// attempt can never remove another attempt's bytes.
-func InstanceBlobKey(sopInstanceUID string) string {
+// InstanceBlobKey returns a fresh key for an instance's file received at
+// t: "YYYYMMDD/HHMM/<sha256(SOP Instance UID)>-<16 random hex>.dcm" (UTC).
+// Instances received in the same minute share a directory, so a group
+// commit fsyncs one directory for the whole batch (see FS.SyncDirs), and
+// no directory grows without bound (about 20,000 files a minute at
+// 340 instances/s). The random part makes every attempt's key distinct, so
+// deleting the blob of a failed attempt never removes another's bytes.
+func InstanceBlobKey(sopInstanceUID string, t time.Time) string {
 	h := sha256.Sum256([]byte(sopInstanceUID))
-	x := hex.EncodeToString(h[:])
 	var nonce [8]byte
 	_, _ = rand.Read(nonce[:]) // crypto/rand.Read never fails (Go ≥ 1.24)
-	return x[0:2] + "/" + x[2:4] + "/" + x + "-" + hex.EncodeToString(nonce[:]) + ".dcm"
+	return t.UTC().Format("20060102/1504/") + hex.EncodeToString(h[:]) + "-" + hex.EncodeToString(nonce[:]) + ".dcm"
 }
 
 func (f *FS) path(key string) (string, error) {
@@ -105,7 +108,44 @@ func (f *FS) path(key string) (string, error) {
 }
 
 // Put implements BlobStore.
-func (f *FS) Put(ctx context.Context, key string, r io.Reader) (info BlobInfo, err error) {
+func (f *FS) Put(ctx context.Context, key string, r io.Reader) (BlobInfo, error) {
+	return f.put(ctx, key, r, true)
+}
+
+// PutNoDirSync is Put without the final fsync of the blob's directory: the
+// bytes are durable when it returns, but the name is durable only once
+// SyncDirs(key) has returned. A group commit calls SyncDirs once for all
+// its keys (one fsync per distinct directory) before committing the rows
+// that point to them.
+func (f *FS) PutNoDirSync(ctx context.Context, key string, r io.Reader) (BlobInfo, error) {
+	return f.put(ctx, key, r, false)
+}
+
+// SyncDirs fsyncs the directory of each key once. errors: ErrInvalidKey,
+// I/O errors.
+func (f *FS) SyncDirs(ctx context.Context, keys ...string) error {
+	done := map[string]bool{}
+	for _, k := range keys {
+		p, err := f.path(k)
+		if err != nil {
+			return err
+		}
+		dir := filepath.Dir(p)
+		if done[dir] {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := syncDir(dir); err != nil {
+			return err
+		}
+		done[dir] = true
+	}
+	return nil
+}
+
+func (f *FS) put(ctx context.Context, key string, r io.Reader, dirSync bool) (info BlobInfo, err error) {
 	p, err := f.path(key)
 	if err != nil {
 		return BlobInfo{}, err
@@ -153,6 +193,9 @@ func (f *FS) Put(ctx context.Context, key string, r io.Reader) (info BlobInfo, e
 	}
 	if err = os.Rename(tmp.Name(), p); err != nil {
 		return BlobInfo{}, fmt.Errorf("store: renaming blob: %w", err)
+	}
+	if !dirSync {
+		return BlobInfo{Key: key, Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 	}
 	if err = syncDir(dir); err != nil {
 		// The rename happened; the blob is there but may not survive power

@@ -323,13 +323,15 @@ func TestFSBlobStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := InstanceBlobKey("1.2.3")
-	if key2 := InstanceBlobKey("1.2.3"); key2 == key || key2[:70] != key[:70] {
-		t.Errorf("keys %q %q: want same UID hash prefix, different nonce", key, key2)
+	at := time.Date(2026, 3, 4, 5, 6, 7, 0, time.FixedZone("CET", 3600))
+	key := InstanceBlobKey("1.2.3", at)
+	// sha256("1.2.3") from Python hashlib; directory by UTC minute.
+	const uidHashFull = "c47f5b18b8a430e698b9fe15e51f6119984e78334bcf3f45e210d30c37ef2f9e"
+	if key2 := InstanceBlobKey("1.2.3", at); key2 == key || key2[:78] != key[:78] {
+		t.Errorf("keys %q %q: want same prefix, different nonce", key, key2)
 	}
-	// sha256("1.2.3") starts with the fan-out directories.
-	if !strings.HasPrefix(key, key[6:8]+"/"+key[8:10]+"/") {
-		t.Errorf("key %q does not fan out by its hash", key)
+	if !strings.HasPrefix(key, "20260304/0406/"+uidHashFull) || !strings.HasSuffix(key, ".dcm") || len(key) != 14+64+1+16+4 {
+		t.Errorf("key %q", key)
 	}
 	data := bytes.Repeat([]byte("DICM"), 1000)
 	info, err := b.Put(ctx, key, bytes.NewReader(data))
@@ -353,7 +355,7 @@ func TestFSBlobStore(t *testing.T) {
 		t.Errorf("stat %+v %v", st, err)
 	}
 	// No temp files left behind.
-	ents, _ := os.ReadDir(filepath.Join(b.Root(), filepath.FromSlash(key[:5])))
+	ents, _ := os.ReadDir(filepath.Join(b.Root(), "20260304", "0406"))
 	if len(ents) != 1 {
 		t.Errorf("directory has %d entries, want 1", len(ents))
 	}
@@ -370,6 +372,22 @@ func TestFSBlobStore(t *testing.T) {
 		if _, err := b.Put(ctx, bad, bytes.NewReader(nil)); !errors.Is(err, ErrInvalidKey) {
 			t.Errorf("Put(%q): %v, want ErrInvalidKey", bad, err)
 		}
+	}
+	// PutNoDirSync + SyncDirs: same bytes, directory synced once per key set.
+	k1, k2 := InstanceBlobKey("1.2.3", at), InstanceBlobKey("1.2.4", at)
+	for _, k := range []string{k1, k2} {
+		if _, err := b.PutNoDirSync(ctx, k, bytes.NewReader(data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.SyncDirs(ctx, k1, k2); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := b.Stat(ctx, k2); err != nil || st.Size != 4000 {
+		t.Errorf("stat after PutNoDirSync %+v %v", st, err)
+	}
+	if err := b.SyncDirs(ctx, "../x"); !errors.Is(err, ErrInvalidKey) {
+		t.Errorf("SyncDirs(../x): %v", err)
 	}
 	// A cancelled Put leaves nothing.
 	cctx, cancel := context.WithCancel(ctx)
