@@ -98,7 +98,7 @@ func (c *conn) abort(source, reason byte, cause error) {
 }
 
 func (c *conn) close() {
-	c.closeOnce.Do(func() { c.nc.Close(); c.state = sta1Idle })
+	c.closeOnce.Do(func() { c.nc.Close() })
 }
 
 // abortedErr returns the cause recorded by abort, or nil.
