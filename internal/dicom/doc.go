@@ -7,7 +7,9 @@
 // in explicit data sets, stray delimiters, OV/SV/UV, deflated data sets).
 //
 // It owns: parsing, attribute access, character sets, the unprocessed Pixel
-// Data (native bytes or fragments and offset tables). It does not own: pixel
+// Data (native bytes or fragments and offset tables), writing Part 10 files
+// (write.go) and the result Structured Report (sr.go, docs/sr-template.md),
+// UID generation (2.25 UUID UIDs). It does not own: pixel
 // decoding (package pixel), networking (dimse, dicomweb). Subpackage
 // dicomtest writes synthetic files for tests.
 package dicom
