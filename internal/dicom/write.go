@@ -14,7 +14,7 @@ import (
 
 // ErrEncode: a data set cannot be encoded (a value too long for its VR, a
 // value of the wrong Go type for its VR, a duplicate tag, a group 0002
-// element in the data set, a missing file meta UID).
+// element in the data set, a missing file meta UID, an AT value).
 var ErrEncode = errors.New("dicom: cannot encode data set")
 
 // ImplementationVersionName is written to (0002,0013) by WritePart10 unless
@@ -174,6 +174,9 @@ func prepareElement(e *sdicom.Element) (*sdicom.Element, error) {
 			return nil, err
 		}
 	case []int:
+		if vr == "AT" { // suyashkumar v1.1.0 writes only the group of each tag
+			return nil, fmt.Errorf("%w: %v: AT values are not supported by the writer", ErrEncode, e.Tag)
+		}
 		if err := checkLength(e.Tag, vr, len(v)*vrSize(vr)); err != nil {
 			return nil, err
 		}

@@ -102,6 +102,7 @@ func TestWritePart10Errors(t *testing.T) {
 		"short VR overflow": {NewStringElement(tag.StudyDescription, "LO", strings.Repeat("x", 70000))},
 		"no VR":             {{Tag: tag.PatientID}},
 		"odd OB":            {NewBytesElement(tag.EncapsulatedDocument, "OB", []byte{1, 2, 3})},
+		"AT":                {NewIntElement(tag.FrameIncrementPointer, "AT", 0x00181063)},
 	} {
 		if _, err := EncodePart10(testMeta, elems); !errors.Is(err, ErrEncode) {
 			t.Errorf("%s: %v, want ErrEncode", name, err)
