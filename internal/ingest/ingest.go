@@ -74,7 +74,7 @@ func (f RouterFunc) Route(in *store.Instance) []ModelRef { return f(in) }
 // (*store.FS): the writer syncs a batch's directories once before its
 // commit.
 type dirSyncer interface {
-	PutNoDirSync(ctx context.Context, key string, r io.Reader) (store.BlobInfo, error)
+	PutNew(ctx context.Context, key string, r io.Reader) (store.BlobInfo, error)
 	SyncDirs(ctx context.Context, keys ...string) error
 }
 
@@ -241,7 +241,7 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, info SourceInfo) (Ou
 	var bi store.BlobInfo
 	ds, deferDirSync := g.cfg.Blobs.(dirSyncer)
 	if deferDirSync {
-		bi, err = ds.PutNoDirSync(ctx, in.BlobKey, bytes.NewReader(b))
+		bi, err = ds.PutNew(ctx, in.BlobKey, bytes.NewReader(b))
 	} else {
 		bi, err = g.cfg.Blobs.Put(ctx, in.BlobKey, bytes.NewReader(b))
 	}

@@ -112,12 +112,16 @@ func (f *FS) Put(ctx context.Context, key string, r io.Reader) (BlobInfo, error)
 	return f.put(ctx, key, r, true)
 }
 
-// PutNoDirSync is Put without the final fsync of the blob's directory: the
-// bytes are durable when it returns, but the name is durable only once
-// SyncDirs(key) has returned. A group commit calls SyncDirs once for all
-// its keys (one fsync per distinct directory) before committing the rows
-// that point to them.
-func (f *FS) PutNoDirSync(ctx context.Context, key string, r io.Reader) (BlobInfo, error) {
+// PutNew stores r's bytes under key, which must not exist yet (errors:
+// a wrapped fs.ErrExist), writing the file in place rather than through a
+// temporary name. The bytes are durable when it returns; the name is
+// durable once SyncDirs(key) has returned. On ext4 the file's fsync
+// already commits its new directory entry, so the later directory fsync
+// is cheap, and a group commit calls SyncDirs once for all its keys
+// before committing the rows that point to them. A crash mid-write can
+// leave a partial file under key: callers must reference the key only
+// after PutNew and SyncDirs succeed (package ingest commits the row after).
+func (f *FS) PutNew(ctx context.Context, key string, r io.Reader) (BlobInfo, error) {
 	return f.put(ctx, key, r, false)
 }
 
@@ -145,6 +149,8 @@ func (f *FS) SyncDirs(ctx context.Context, keys ...string) error {
 	return nil
 }
 
+// put writes through a temporary file, renamed and directory-synced when
+// dirSync; in place (PutNew) otherwise.
 func (f *FS) put(ctx context.Context, key string, r io.Reader, dirSync bool) (info BlobInfo, err error) {
 	p, err := f.path(key)
 	if err != nil {
@@ -154,9 +160,14 @@ func (f *FS) put(ctx context.Context, key string, r io.Reader, dirSync bool) (in
 	if err := f.mkdirDurable(dir); err != nil {
 		return BlobInfo{}, err
 	}
-	tmp, err := os.CreateTemp(dir, ".tmp-*")
+	var tmp *os.File
+	if inPlace := !dirSync; inPlace {
+		tmp, err = os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	} else {
+		tmp, err = os.CreateTemp(dir, ".tmp-*")
+	}
 	if err != nil {
-		return BlobInfo{}, fmt.Errorf("store: blob temp file: %w", err)
+		return BlobInfo{}, fmt.Errorf("store: creating blob file: %w", err)
 	}
 	defer func() {
 		if err != nil {
@@ -188,14 +199,14 @@ func (f *FS) put(ctx context.Context, key string, r io.Reader, dirSync bool) (in
 	if err = tmp.Close(); err != nil {
 		return BlobInfo{}, fmt.Errorf("store: closing blob: %w", err)
 	}
+	if !dirSync {
+		return BlobInfo{Key: key, Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+	}
 	if err = ctx.Err(); err != nil {
 		return BlobInfo{}, err
 	}
 	if err = os.Rename(tmp.Name(), p); err != nil {
 		return BlobInfo{}, fmt.Errorf("store: renaming blob: %w", err)
-	}
-	if !dirSync {
-		return BlobInfo{Key: key, Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 	}
 	if err = syncDir(dir); err != nil {
 		// The rename happened; the blob is there but may not survive power

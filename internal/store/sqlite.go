@@ -92,7 +92,7 @@ func OpenSQLite(ctx context.Context, path string, opts SQLiteOptions) (*SQLite, 
 	w.Add("_pragma", "journal_mode(WAL)")
 	w.Add("_pragma", "synchronous(FULL)")
 	w.Set("_txlock", "immediate")
-	write, err := sql.Open("sqlite", "file:"+abs+"?"+w.Encode())
+	write, err := sql.Open("sqlite", fileURI(abs, w))
 	if err != nil {
 		return nil, fmt.Errorf("store: opening %s: %w", filepath.Base(abs), err)
 	}
@@ -111,7 +111,7 @@ func OpenSQLite(ctx context.Context, path string, opts SQLiteOptions) (*SQLite, 
 	}
 	r := common
 	r.Add("_pragma", "query_only(1)")
-	read, err := sql.Open("sqlite", "file:"+abs+"?"+r.Encode())
+	read, err := sql.Open("sqlite", fileURI(abs, r))
 	if err != nil {
 		write.Close()
 		return nil, fmt.Errorf("store: opening %s: %w", filepath.Base(abs), err)
@@ -120,6 +120,15 @@ func OpenSQLite(ctx context.Context, path string, opts SQLiteOptions) (*SQLite, 
 	read.SetMaxIdleConns(opts.ReadConns)
 	s.read = read
 	return s, nil
+}
+
+// fileURI returns an SQLite URI filename for the absolute path, with the
+// path percent-escaped: a raw '#' or '?' in a directory name (Go's
+// benchmark temp dirs have '#') would otherwise end the path and silently
+// open another file.
+func fileURI(abs string, q url.Values) string {
+	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs), RawQuery: q.Encode()}
+	return u.String()
 }
 
 // WriteDB returns the write pool (one connection): for River's driver

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -217,7 +218,12 @@ func TestInsertInstanceIdempotentAndRoundTrip(t *testing.T) {
 }
 
 func TestReopenKeepsData(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "radflow.db")
+	// Characters that end or escape a URI path must not change the file.
+	dir := filepath.Join(t.TempDir(), "a#b?c%41 d")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "radflow.db")
 	ctx := context.Background()
 	s, err := OpenSQLite(ctx, path, SQLiteOptions{})
 	if err != nil {
@@ -233,6 +239,9 @@ func TestReopenKeepsData(t *testing.T) {
 		t.Errorf("synchronous %d %v, want 2 (FULL)", sync, err)
 	}
 	s.Close()
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("database not at its path: %v", err)
+	}
 	s, err = OpenSQLite(ctx, path, SQLiteOptions{}) // migrations run again: no-op
 	if err != nil {
 		t.Fatal(err)
@@ -373,18 +382,21 @@ func TestFSBlobStore(t *testing.T) {
 			t.Errorf("Put(%q): %v, want ErrInvalidKey", bad, err)
 		}
 	}
-	// PutNoDirSync + SyncDirs: same bytes, directory synced once per key set.
+	// PutNew + SyncDirs: same bytes, directory synced once per key set.
 	k1, k2 := InstanceBlobKey("1.2.3", at), InstanceBlobKey("1.2.4", at)
 	for _, k := range []string{k1, k2} {
-		if _, err := b.PutNoDirSync(ctx, k, bytes.NewReader(data)); err != nil {
+		if _, err := b.PutNew(ctx, k, bytes.NewReader(data)); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if _, err := b.PutNew(ctx, k1, bytes.NewReader(data)); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("PutNew over an existing key: %v", err)
 	}
 	if err := b.SyncDirs(ctx, k1, k2); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := b.Stat(ctx, k2); err != nil || st.Size != 4000 {
-		t.Errorf("stat after PutNoDirSync %+v %v", st, err)
+		t.Errorf("stat after PutNew %+v %v", st, err)
 	}
 	if err := b.SyncDirs(ctx, "../x"); !errors.Is(err, ErrInvalidKey) {
 		t.Errorf("SyncDirs(../x): %v", err)
