@@ -47,7 +47,9 @@ func Resize(src []float32, sw, sh int, dst []float32, dw, dh int) error {
 		rows = last - first
 		tmp := dst
 		if needV {
-			tmp = make([]float32, dw*rows)
+			buf := getBuf(dw * rows)
+			defer putBuf(buf)
+			tmp = *buf
 		}
 		for y := 0; y < rows; y++ {
 			in := src[(y+first)*sw : (y+first+1)*sw]
