@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -243,5 +244,74 @@ func TestConfigErrors(t *testing.T) {
 	}
 	if Permanent(nil) != nil {
 		t.Error("Permanent(nil) != nil")
+	}
+}
+
+// A separate worker "process": its own pools on the same database file
+// (as radflow worker opens it) works the jobs an insert-only queue
+// enqueued, and the result is visible to the inserting side.
+func TestSeparateWorkerProcess(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "radflow.db")
+	serve, err := store.OpenSQLite(ctx, path, store.SQLiteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer serve.Close()
+	ins, err := New(ctx, serve.WriteDB(), Config{ReadDB: serve.ReadDB()})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	wdb, err := store.OpenSQLite(ctx, path, store.SQLiteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wdb.Close()
+	var runs atomic.Int32
+	h := HandlerFunc(func(ctx context.Context, job JobArgs) error {
+		runs.Add(1)
+		return wdb.CompleteResult(ctx, &store.Result{SOPInstanceUID: job.SOPInstanceUID, Model: job.Model, Version: job.Version, Label: "remote"})
+	})
+	wq, err := New(ctx, wdb.WriteDB(), Config{Workers: 2, Handler: h, Recorder: wdb, ReadDB: wdb.ReadDB(), PollInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wq.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		wq.Stop(sctx)
+	}()
+	for i := range 20 {
+		uid := fmt.Sprintf("5.%d", i)
+		if n := addInstance(t, serve, ins, uid, JobArgs{SOPInstanceUID: uid, Model: "chest", Version: "1"}); n != 1 {
+			t.Fatalf("enqueued %d", n)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		list, err := serve.ListResults(ctx, "", "9")
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := 0
+		for _, r := range list {
+			if r.Status == store.StatusDone && r.Label == "remote" {
+				done++
+			}
+		}
+		if done == 20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 20 results done", done)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runs.Load(); n != 20 {
+		t.Errorf("handler ran %d times, want 20", n)
 	}
 }
