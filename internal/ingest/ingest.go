@@ -93,6 +93,12 @@ type Jobs interface {
 	Depth(ctx context.Context) (int, error)
 }
 
+var (
+	_ Metadata  = (*store.SQLite)(nil)
+	_ Jobs      = (*queue.Queue)(nil)
+	_ dirSyncer = (*store.FS)(nil)
+)
+
 // Config configures New. Metadata, Blobs and Jobs are required.
 type Config struct {
 	Metadata Metadata
@@ -106,7 +112,10 @@ type Config struct {
 	// MinFreeBytes: refuse (ErrBusy wrapping store.ErrStorageFull) while
 	// the database's or the blob store's volume has less free; 0: no check.
 	MinFreeBytes uint64
-	// MaxInstanceSize in bytes (default 4 GiB); larger is ErrInvalid.
+	// MaxInstanceSize in bytes (default 2 GiB); larger is ErrInvalid. An
+	// instance is held in memory while it is ingested (about its size;
+	// allocation grows with the bytes actually received, never from a
+	// declared length).
 	MaxInstanceSize int64
 
 	// MaxBatch: most instances committed in one transaction (default 128).
@@ -149,7 +158,7 @@ func New(cfg Config) (*Ingester, error) {
 		return nil, errors.New("ingest: Metadata, Blobs and Jobs are required")
 	}
 	if cfg.MaxInstanceSize <= 0 {
-		cfg.MaxInstanceSize = 4 << 30
+		cfg.MaxInstanceSize = 2 << 30
 	}
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 128
