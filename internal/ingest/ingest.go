@@ -480,3 +480,28 @@ func (l *uidLocks) lock(uid string) (unlock func()) {
 		l.mu.Unlock()
 	}
 }
+
+// SweepOrphans removes blob files older than olderThan that no instance
+// row references (left by a crash between a blob write and its commit)
+// and stale temporary files. Run it at startup or periodically with
+// olderThan well above CommitTimeout (e.g. an hour). Blob stores other
+// than *store.FS are left alone (0, nil). Returns the files removed.
+func (g *Ingester) SweepOrphans(ctx context.Context, olderThan time.Duration) (int, error) {
+	fsb, ok := g.cfg.Blobs.(interface {
+		RemoveOrphans(ctx context.Context, olderThan time.Duration, referenced func(context.Context, string) (bool, error)) (int, error)
+	})
+	if !ok {
+		return 0, nil
+	}
+	ref, ok := g.cfg.Metadata.(interface {
+		HasBlobKey(ctx context.Context, key string) (bool, error)
+	})
+	if !ok {
+		return 0, errors.New("ingest: the metadata store cannot look up blob keys")
+	}
+	n, err := fsb.RemoveOrphans(ctx, olderThan, ref.HasBlobKey)
+	if err != nil {
+		return n, fmt.Errorf("ingest: sweeping orphans: %w", err)
+	}
+	return n, nil
+}

@@ -515,8 +515,55 @@ func TestKillSafety(t *testing.T) {
 	if jobs != 2*len(rows) {
 		t.Errorf("%d jobs for %d rows, want 2 per row", jobs, len(rows))
 	}
-	t.Logf("acknowledged %d, stored %d, blob files %d (a killed Put may leave a .tmp- file or an unreferenced blob)",
+	t.Logf("acknowledged %d, stored %d, blob files %d (the kill may leave blobs no row references)",
 		len(acked), len(rows), len(e.blobFiles(t)))
+	// The sweep removes exactly the unreferenced files.
+	files := len(e.blobFiles(t))
+	n, err := e.g.SweepOrphans(ctx, -time.Minute) // every file counts as old
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != files-len(rows) || len(e.blobFiles(t)) != len(rows) {
+		t.Errorf("sweep removed %d of %d files, leaving %d for %d rows", n, files, len(e.blobFiles(t)), len(rows))
+	}
+}
+
+func TestSweepOrphans(t *testing.T) {
+	b := ctBytes(t)
+	e := newEnv(t, t.TempDir(), queue.Config{}, Config{})
+	ctx := context.Background()
+	out, err := e.g.Ingest(ctx, bytes.NewReader(b), dimse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	orphan := store.InstanceBlobKey("2.25.5", now)
+	if _, err := e.blobs.PutNew(ctx, orphan, bytes.NewReader(b)); err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(e.blobs.Root(), ".tmp-123")
+	os.WriteFile(tmp, []byte("partial"), 0o600)
+	fresh := store.InstanceBlobKey("2.25.6", now)
+	if _, err := e.blobs.PutNew(ctx, fresh, bytes.NewReader(b)); err != nil {
+		t.Fatal(err)
+	}
+	old := now.Add(-2 * time.Hour)
+	in, _ := e.db.GetInstance(ctx, out.SOPInstanceUID)
+	for _, p := range []string{filepath.Join(e.blobs.Root(), filepath.FromSlash(orphan)), tmp, filepath.Join(e.blobs.Root(), filepath.FromSlash(in.BlobKey))} {
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := e.g.SweepOrphans(ctx, time.Hour)
+	if err != nil || n != 2 {
+		t.Fatalf("removed %d, %v; want 2 (old orphan and old temp file)", n, err)
+	}
+	for key, want := range map[string]bool{in.BlobKey: true, orphan: false, fresh: true} {
+		_, err := e.blobs.Stat(ctx, key)
+		if (err == nil) != want {
+			t.Errorf("%s present=%v, want %v", key, err == nil, want)
+		}
+	}
 }
 
 func childIngestLoop(t *testing.T, dir string) {

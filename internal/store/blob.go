@@ -322,3 +322,49 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	}
 	return c.r.Read(p)
 }
+
+// RemoveOrphans deletes files last modified more than olderThan ago that
+// no row references: temporary files (.tmp-*) always, blobs when
+// referenced(key) is false. It cleans up after crashes (a kill between a
+// blob write and its commit) and failed deletes. olderThan must exceed
+// the longest ingest (write + commit), or an in-flight blob could be
+// removed. Returns the number of files removed.
+func (f *FS) RemoveOrphans(ctx context.Context, olderThan time.Duration, referenced func(ctx context.Context, key string) (bool, error)) (int, error) {
+	cutoff := time.Now().Add(-olderThan)
+	removed := 0
+	err := filepath.WalkDir(f.root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil || !fi.Mode().IsRegular() || fi.ModTime().After(cutoff) {
+			return nil
+		}
+		rel, err := filepath.Rel(f.root, p)
+		if err != nil {
+			return err
+		}
+		key := filepath.ToSlash(rel)
+		if !strings.HasPrefix(d.Name(), ".tmp-") {
+			ok, err := referenced(ctx, key)
+			if err != nil {
+				return err
+			}
+			if ok {
+				return nil
+			}
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("store: removing orphan: %w", err)
+		}
+		removed++
+		return nil
+	})
+	return removed, err
+}

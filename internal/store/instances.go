@@ -402,3 +402,12 @@ func intPtr(n sql.NullInt64) *int {
 	v := int(n.Int64)
 	return &v
 }
+
+// HasBlobKey reports whether an instance row references the blob key.
+func (s *SQLite) HasBlobKey(ctx context.Context, key string) (bool, error) {
+	var n int
+	if err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM instances WHERE blob_key = ?`, key).Scan(&n); err != nil {
+		return false, fmt.Errorf("store: %w", err)
+	}
+	return n > 0, nil
+}
