@@ -11,5 +11,5 @@ import "embed"
 
 // FS holds README.md and <name>/<version>/{config.yaml,model.onnx,MODEL_CARD.md}.
 //
-//go:embed README.md
+//go:embed README.md */*/config.yaml */*/model.onnx */*/MODEL_CARD.md
 var FS embed.FS
