@@ -9,7 +9,8 @@ import (
 
 // expandPaths turns the command-line arguments (files or directories) into
 // a sorted list of regular files, walking directories recursively. Hidden
-// files and directories (".git", ".DS_Store") are skipped. A path that does
+// files and directories (".git", ".DS_Store") are skipped; symbolic
+// links to files are followed, links to directories are not. A path that does
 // not exist is returned as-is so that the caller reports its error in order.
 func expandPaths(args []string) []string {
 	var out []string
@@ -34,6 +35,12 @@ func expandPaths(args []string) []string {
 			}
 			if d.Type().IsRegular() {
 				found = append(found, p)
+			} else if d.Type()&fs.ModeSymlink != 0 {
+				// Follow links to files (datasets are often linked in);
+				// linked directories are not walked, so no cycles.
+				if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+					found = append(found, p)
+				}
 			}
 			return nil
 		})
