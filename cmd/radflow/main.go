@@ -22,6 +22,8 @@ func commands() []command {
 		{"inspect", "print transfer syntax, image attributes and pixel statistics of DICOM files", runInspect},
 		{"infer", "run the matching AI models on DICOM files or directories", runInfer},
 		{"eval", "score a model on a labelled folder (accuracy, sensitivity, ROC AUC, ...)", runEval},
+		{"serve", "run the DICOM (C-STORE) and DICOMweb service with inference workers", runServe},
+		{"worker", "run only inference workers on the data directory of a serve process", runWorker},
 		{"version", "print the version", func([]string, io.Writer, io.Writer) int { fmt.Println("radflow", version); return 0 }},
 	}
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
@@ -97,6 +98,30 @@ type Result struct {
 	TimingsMS map[string]float64 `json:"timings_ms,omitempty"`
 	CreatedAt time.Time          `json:"created_at"`
 	UpdatedAt time.Time          `json:"updated_at"`
+}
+
+// MarshalJSON writes every key, with null for an empty label,
+// probabilities, error or sr_sop_instance_uid, so clients see one shape
+// whatever the status.
+func (r Result) MarshalJSON() ([]byte, error) {
+	type plain Result // no MarshalJSON: no recursion
+	nullable := func(s string) *string {
+		if s == "" {
+			return nil
+		}
+		return &s
+	}
+	var probs map[string]float64
+	if len(r.Probabilities) > 0 {
+		probs = r.Probabilities
+	}
+	return json.Marshal(struct {
+		plain
+		Label            *string            `json:"label"`
+		Probabilities    map[string]float64 `json:"probabilities"`
+		Error            *string            `json:"error"`
+		SRSOPInstanceUID *string            `json:"sr_sop_instance_uid"`
+	}{plain(r), nullable(r.Label), probs, nullable(r.Error), nullable(r.SRSOPInstanceUID)})
 }
 
 // ResultFilter selects results: by study, by instance, or both (AND).

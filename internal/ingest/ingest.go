@@ -33,10 +33,26 @@ var ErrBusy = errors.New("ingest: busy")
 // ErrClosed: the Ingester was closed.
 var ErrClosed = errors.New("ingest: closed")
 
+// ErrMismatch: the instance's SOP Class or SOP Instance UID differs from
+// the one its request announced (SourceInfo.SOPClassUID/SOPInstanceUID,
+// e.g. the C-STORE command's Affected SOP Class/Instance UID). Nothing is
+// stored. Maps to C-STORE status A900.
+var ErrMismatch = errors.New("ingest: instance does not match its request")
+
+// ErrStudyMismatch: the instance's Study Instance UID differs from
+// SourceInfo.StudyInstanceUID (STOW-RS to /studies/{study}). Nothing is
+// stored. Maps to STOW-RS failure reason 0xC122.
+var ErrStudyMismatch = errors.New("ingest: study instance UID mismatch")
+
 // SourceInfo says how an instance arrived.
 type SourceInfo struct {
 	CallingAE string       // calling AE title (DIMSE); "" for STOW-RS
-	Source    store.Source // store.SourceDIMSE or store.SourceSTOW
+	Source    store.Source // store.SourceDIMSE, store.SourceSTOW or store.SourceResult
+
+	// Expected UIDs: when non-empty, the instance's must be equal, else
+	// Ingest stores nothing and returns ErrMismatch (SOP Class/Instance)
+	// or ErrStudyMismatch (Study).
+	SOPClassUID, SOPInstanceUID, StudyInstanceUID string
 }
 
 // Outcome reports one Ingest.
@@ -44,6 +60,8 @@ type Outcome struct {
 	SOPInstanceUID   string
 	StudyInstanceUID string
 	SOPClassUID      string
+	// SeriesInstanceUID of the instance.
+	SeriesInstanceUID string
 	// Created: this call stored the instance; false when it was already
 	// stored (the call still succeeds: C-STORE and STOW-RS are idempotent).
 	Created bool
@@ -213,7 +231,7 @@ func (g *Ingester) IngestFile(ctx context.Context, path string, info SourceInfo)
 // parsing failed), ErrBusy (wrapping store.ErrStorageFull for disk space),
 // ErrClosed, ctx's error, or a storage error.
 func (g *Ingester) Ingest(ctx context.Context, r io.Reader, info SourceInfo) (Outcome, error) {
-	if info.Source != store.SourceDIMSE && info.Source != store.SourceSTOW {
+	if info.Source != store.SourceDIMSE && info.Source != store.SourceSTOW && info.Source != store.SourceResult {
 		return Outcome{}, fmt.Errorf("ingest: unknown source %q", info.Source)
 	}
 	b, err := io.ReadAll(io.LimitReader(r, g.cfg.MaxInstanceSize+1))
@@ -230,7 +248,17 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, info SourceInfo) (Ou
 	if g.uidHook != nil {
 		g.uidHook(in)
 	}
-	out := Outcome{SOPInstanceUID: in.SOPInstanceUID, StudyInstanceUID: in.StudyInstanceUID, SOPClassUID: in.SOPClassUID}
+	out := Outcome{SOPInstanceUID: in.SOPInstanceUID, StudyInstanceUID: in.StudyInstanceUID, SOPClassUID: in.SOPClassUID,
+		SeriesInstanceUID: in.SeriesInstanceUID}
+	if info.SOPClassUID != "" && info.SOPClassUID != in.SOPClassUID {
+		return out, fmt.Errorf("%w: SOP Class UID %s, request announced %s", ErrMismatch, in.SOPClassUID, info.SOPClassUID)
+	}
+	if info.SOPInstanceUID != "" && info.SOPInstanceUID != in.SOPInstanceUID {
+		return out, fmt.Errorf("%w: SOP Instance UID %s, request announced %s", ErrMismatch, in.SOPInstanceUID, info.SOPInstanceUID)
+	}
+	if info.StudyInstanceUID != "" && info.StudyInstanceUID != in.StudyInstanceUID {
+		return out, fmt.Errorf("%w: Study Instance UID %s, request addressed %s", ErrStudyMismatch, in.StudyInstanceUID, info.StudyInstanceUID)
+	}
 
 	unlock := g.locks.lock(in.SOPInstanceUID)
 	defer unlock()
@@ -241,7 +269,7 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, info SourceInfo) (Ou
 	if exists {
 		return out, nil
 	}
-	if err := g.backpressure(ctx); err != nil {
+	if err := g.backpressure(ctx, info.Source != store.SourceResult); err != nil {
 		return out, err
 	}
 
@@ -305,10 +333,12 @@ func (g *Ingester) deleteBlob(key string) {
 	}
 }
 
-// backpressure returns ErrBusy when the queue is too deep or disk too full.
-// Both figures are cached briefly so a burst does not query per instance.
-func (g *Ingester) backpressure(ctx context.Context) error {
-	if g.cfg.MaxQueueDepth > 0 {
+// backpressure returns ErrBusy when the queue is too deep (checked only
+// when checkQueue: a result SR is written by the jobs that drain the queue,
+// so refusing it for depth would stall them) or disk too full. Both figures
+// are cached briefly so a burst does not query per instance.
+func (g *Ingester) backpressure(ctx context.Context, checkQueue bool) error {
+	if checkQueue && g.cfg.MaxQueueDepth > 0 {
 		d, err := g.depth.get(func() (uint64, error) {
 			n, err := g.cfg.Jobs.Depth(ctx)
 			return uint64(n), err

@@ -120,7 +120,8 @@ func TestIngestStoresRowBlobResultsAndJobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Outcome{SOPInstanceUID: ctUID, StudyInstanceUID: ctStudyUID, SOPClassUID: "1.2.840.10008.5.1.4.1.1.2", Created: true, Jobs: 2}
+	want := Outcome{SOPInstanceUID: ctUID, StudyInstanceUID: ctStudyUID, SOPClassUID: "1.2.840.10008.5.1.4.1.1.2",
+		SeriesInstanceUID: "1.2.840.113619.2.30.1.1762295590.1623.978668949.890", Created: true, Jobs: 2}
 	if out != want {
 		t.Errorf("outcome %+v, want %+v", out, want)
 	}
@@ -587,4 +588,29 @@ func childIngestLoop(t *testing.T, dir string) {
 		})
 	}
 	wg.Wait()
+}
+
+func TestIngestRefusesMismatchedUIDs(t *testing.T) {
+	b := ctBytes(t)
+	e := newEnv(t, t.TempDir(), queue.Config{}, Config{})
+	ctx := context.Background()
+	for _, c := range []struct {
+		info SourceInfo
+		want error
+	}{
+		{SourceInfo{Source: store.SourceDIMSE, SOPInstanceUID: "1.2.3"}, ErrMismatch},
+		{SourceInfo{Source: store.SourceDIMSE, SOPClassUID: "1.2.840.10008.5.1.4.1.1.4"}, ErrMismatch},
+		{SourceInfo{Source: store.SourceSTOW, StudyInstanceUID: "1.2.3"}, ErrStudyMismatch},
+	} {
+		if _, err := e.g.Ingest(ctx, bytes.NewReader(b), c.info); !errors.Is(err, c.want) {
+			t.Errorf("%+v: err %v, want %v", c.info, err, c.want)
+		}
+	}
+	if ok, err := e.db.HasInstance(ctx, ctUID); err != nil || ok {
+		t.Fatalf("a mismatched instance was stored (%v, %v)", ok, err)
+	}
+	out, err := e.g.Ingest(ctx, bytes.NewReader(b), SourceInfo{Source: store.SourceResult, SOPInstanceUID: ctUID, StudyInstanceUID: ctStudyUID})
+	if err != nil || !out.Created {
+		t.Fatalf("matching UIDs, source result: %+v %v", out, err)
+	}
 }

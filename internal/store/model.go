@@ -26,6 +26,8 @@ type Source string
 const (
 	SourceDIMSE Source = "dimse" // DICOM C-STORE
 	SourceSTOW  Source = "stow"  // DICOMweb STOW-RS
+	// SourceResult: a Structured Report radflow wrote for one of its results.
+	SourceResult Source = "result"
 )
 
 // Instance is one stored SOP instance: the attributes QIDO-RS matches and
@@ -51,7 +53,7 @@ type Instance struct {
 	InstanceNumber    *int   // (0020,0013)
 
 	CallingAE  string    // calling AE title for DIMSE; "" for STOW-RS
-	Source     Source    // dimse | stow
+	Source     Source    // dimse | stow | result
 	Size       int64     // bytes of the stored Part 10 file
 	SHA256     string    // lowercase hex SHA-256 of the stored bytes
 	BlobKey    string    // key in the BlobStore

@@ -1,0 +1,322 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+
+	"github.com/radflow/radflow/internal/api"
+	"github.com/radflow/radflow/internal/dicomweb"
+	"github.com/radflow/radflow/internal/dimse"
+	"github.com/radflow/radflow/internal/ingest"
+	"github.com/radflow/radflow/internal/models"
+	"github.com/radflow/radflow/internal/store"
+)
+
+// router routes an instance to the latest version of every model whose
+// routing accepts its attributes (models.Repository.Select). Result SRs
+// are never routed.
+func router(repo *models.Repository) ingest.Router {
+	return ingest.RouterFunc(func(in *store.Instance) []ingest.ModelRef {
+		if in.Source == store.SourceResult {
+			return nil
+		}
+		ms := repo.Select(models.Attributes{
+			Modality:          in.Modality,
+			BodyPartExamined:  in.BodyPartExamined,
+			SOPClassUID:       in.SOPClassUID,
+			StudyDescription:  in.StudyDescription,
+			SeriesDescription: in.SeriesDescription,
+			CallingAETitle:    in.CallingAE,
+		})
+		out := make([]ingest.ModelRef, 0, len(ms))
+		for _, m := range ms {
+			out = append(out, ingest.ModelRef{Model: m.Version.Name, Version: strconv.Itoa(m.Version.Version)})
+		}
+		return out
+	})
+}
+
+// Ingest metric outcomes (api.Metrics.ObserveIngest).
+func ingestOutcome(out ingest.Outcome, err error) string {
+	switch {
+	case err == nil && out.Created:
+		return "stored"
+	case err == nil:
+		return "duplicate"
+	case errors.Is(err, ingest.ErrInvalid), errors.Is(err, ingest.ErrMismatch),
+		errors.Is(err, ingest.ErrStudyMismatch), errors.Is(err, ingest.ErrBusy):
+		return "rejected"
+	}
+	return "failed"
+}
+
+// dimseHandler is the C-STORE SCP's handler: the received data set gets
+// its Part 10 file meta and goes through Ingest.
+//
+// Statuses: success 0000 once the instance is durable (also for an
+// instance already stored); A700 Out of Resources for backpressure (queue
+// depth, free disk) and for a data set over MaxUpload; A900 when the data
+// set's SOP Class/Instance UID differs from the command's; C000 Cannot
+// Understand for bytes that do not parse or lack valid UIDs; 0110
+// Processing Failure for anything else (storage errors).
+type dimseHandler struct {
+	s *Service
+}
+
+func (h dimseHandler) Store(ctx context.Context, req *dimse.StoreRequest) (uint16, error) {
+	if h.s.cfg.MaxUpload > 0 && req.DataSetSize > h.s.cfg.MaxUpload {
+		h.s.metrics.ObserveIngest("dimse", "rejected")
+		return 0, fmt.Errorf("%w: data set of %d bytes, limit %d", dimse.ErrOutOfResources, req.DataSetSize, h.s.cfg.MaxUpload)
+	}
+	f, err := req.OpenDataSet()
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var buf bytes.Buffer
+	buf.Grow(int(req.DataSetSize) + 1024)
+	if _, err := dimse.WritePart10(&buf, req.FileMeta(), f); err != nil {
+		return 0, err
+	}
+	out, err := h.s.ingest.Ingest(ctx, &buf, ingest.SourceInfo{
+		CallingAE:      req.CallingAETitle,
+		Source:         store.SourceDIMSE,
+		SOPClassUID:    req.SOPClassUID,
+		SOPInstanceUID: req.SOPInstanceUID,
+	})
+	h.s.metrics.ObserveIngest("dimse", ingestOutcome(out, err))
+	switch {
+	case err == nil:
+		return 0x0000, nil
+	case errors.Is(err, ingest.ErrBusy):
+		return 0, fmt.Errorf("%w: %w", dimse.ErrOutOfResources, err)
+	case errors.Is(err, ingest.ErrMismatch):
+		return 0, fmt.Errorf("%w: %w", dimse.ErrDataSetMismatch, err)
+	case errors.Is(err, ingest.ErrInvalid):
+		return 0, fmt.Errorf("%w: %w", dimse.ErrCannotUnderstand, err)
+	}
+	return 0, err
+}
+
+// stowIngester is the dicomweb.Ingester over Ingest.
+type stowIngester struct {
+	s *Service
+}
+
+func (a stowIngester) Ingest(ctx context.Context, r io.Reader, src dicomweb.Source) (dicomweb.Stored, error) {
+	out, err := a.s.ingest.Ingest(ctx, r, ingest.SourceInfo{Source: store.SourceSTOW, StudyInstanceUID: src.StudyInstanceUID})
+	a.s.metrics.ObserveIngest("dicomweb", ingestOutcome(out, err))
+	st := dicomweb.Stored{
+		SOPClassUID:       out.SOPClassUID,
+		SOPInstanceUID:    out.SOPInstanceUID,
+		StudyInstanceUID:  out.StudyInstanceUID,
+		SeriesInstanceUID: out.SeriesInstanceUID,
+	}
+	switch {
+	case err == nil:
+		return st, nil
+	case errors.Is(err, ingest.ErrStudyMismatch):
+		return st, fmt.Errorf("%w: %w", dicomweb.ErrStudyMismatch, err)
+	case errors.Is(err, ingest.ErrBusy) && errors.Is(err, store.ErrStorageFull):
+		return st, fmt.Errorf("%w: %w", dicomweb.ErrOutOfResources, err)
+	case errors.Is(err, ingest.ErrBusy):
+		return st, fmt.Errorf("%w: %w", dicomweb.ErrBusy, err)
+	case errors.Is(err, ingest.ErrInvalid):
+		return st, fmt.Errorf("%w: %w", dicomweb.ErrInvalidInstance, err)
+	}
+	return st, err
+}
+
+// catalog is the dicomweb.Catalog over the store.
+type catalog struct {
+	db    *store.SQLite
+	blobs store.BlobStore
+}
+
+// storeQuery maps a QIDO query to the store's. SOPClassUID has no store
+// key: it is matched here (then paging too).
+func storeQuery(q dicomweb.Query) store.Query {
+	sq := store.Query{
+		StudyInstanceUID:  q.StudyInstanceUIDs,
+		SeriesInstanceUID: q.SeriesInstanceUIDs,
+		SOPInstanceUID:    q.SOPInstanceUIDs,
+		PatientID:         q.PatientID,
+		AccessionNumber:   q.AccessionNumber,
+		PatientName:       q.PatientName,
+		FuzzyMatching:     q.FuzzyMatching,
+		Limit:             q.Limit,
+		Offset:            q.Offset,
+	}
+	switch {
+	case q.StudyDateFrom == "" && q.StudyDateTo == "":
+	case q.StudyDateFrom == q.StudyDateTo:
+		sq.StudyDate = q.StudyDateFrom
+	default:
+		sq.StudyDate = q.StudyDateFrom + "-" + q.StudyDateTo
+	}
+	if q.ModalitiesInStudy != "" {
+		sq.ModalitiesInStudy = []string{q.ModalitiesInStudy}
+	}
+	if q.Modality != "" {
+		sq.Modality = []string{q.Modality}
+	}
+	return sq
+}
+
+func catalogErr(err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("%w: %w", dicomweb.ErrNotFound, err)
+	}
+	return err
+}
+
+func (c catalog) SearchStudies(ctx context.Context, q dicomweb.Query) ([]dicomweb.StudyRow, error) {
+	rows, err := c.db.SearchStudies(ctx, storeQuery(q))
+	if err != nil {
+		return nil, catalogErr(err)
+	}
+	out := make([]dicomweb.StudyRow, len(rows))
+	for i, r := range rows {
+		out[i] = dicomweb.StudyRow{
+			StudyInstanceUID: r.StudyInstanceUID, StudyDate: r.StudyDate, StudyTime: r.StudyTime,
+			AccessionNumber: r.AccessionNumber, StudyDescription: r.StudyDescription,
+			PatientID: r.PatientID, PatientName: r.PatientName, ModalitiesInStudy: r.ModalitiesInStudy,
+			NumberOfStudyRelatedSeries: r.NumberOfSeries, NumberOfStudyRelatedInstances: r.NumberOfInstances,
+		}
+	}
+	return out, nil
+}
+
+func (c catalog) SearchSeries(ctx context.Context, q dicomweb.Query) ([]dicomweb.SeriesRow, error) {
+	rows, err := c.db.SearchSeries(ctx, storeQuery(q))
+	if err != nil {
+		return nil, catalogErr(err)
+	}
+	out := make([]dicomweb.SeriesRow, len(rows))
+	for i, r := range rows {
+		out[i] = dicomweb.SeriesRow{
+			Study: parentStudy(r.StudyInstanceUID, r.StudyDate, r.StudyTime, r.AccessionNumber,
+				r.StudyDescription, r.PatientID, r.PatientName),
+			SeriesInstanceUID: r.SeriesInstanceUID, Modality: r.Modality, SeriesNumber: itoa(r.SeriesNumber),
+			SeriesDescription: r.SeriesDescription, BodyPartExamined: r.BodyPartExamined,
+			NumberOfSeriesRelatedInstances: r.NumberOfInstances,
+		}
+	}
+	return out, nil
+}
+
+func (c catalog) SearchInstances(ctx context.Context, q dicomweb.Query) ([]dicomweb.InstanceRow, error) {
+	sq := storeQuery(q)
+	if q.SOPClassUID != "" {
+		sq.Limit, sq.Offset = 0, 0
+	}
+	rows, err := c.db.SearchInstances(ctx, sq)
+	if err != nil {
+		return nil, catalogErr(err)
+	}
+	out := make([]dicomweb.InstanceRow, 0, len(rows))
+	for i := range rows {
+		if q.SOPClassUID != "" && !dicomweb.MatchString(q.SOPClassUID, rows[i].SOPClassUID) {
+			continue
+		}
+		out = append(out, instanceRow(&rows[i]))
+	}
+	if q.SOPClassUID != "" {
+		out = dicomweb.Page(out, q)
+	}
+	return out, nil
+}
+
+func (c catalog) Instance(ctx context.Context, uid string) (dicomweb.InstanceRow, error) {
+	in, err := c.db.GetInstance(ctx, uid)
+	if err != nil {
+		return dicomweb.InstanceRow{}, catalogErr(err)
+	}
+	return instanceRow(in), nil
+}
+
+func (c catalog) OpenInstance(ctx context.Context, uid string) (io.ReadCloser, error) {
+	in, err := c.db.GetInstance(ctx, uid)
+	if err != nil {
+		return nil, catalogErr(err)
+	}
+	rc, err := c.blobs.Open(ctx, in.BlobKey)
+	if err != nil {
+		return nil, catalogErr(err)
+	}
+	return rc, nil
+}
+
+func instanceRow(in *store.Instance) dicomweb.InstanceRow {
+	return dicomweb.InstanceRow{
+		Series: dicomweb.SeriesRow{
+			Study: parentStudy(in.StudyInstanceUID, in.StudyDate, in.StudyTime, in.AccessionNumber,
+				in.StudyDescription, in.PatientID, in.PatientName),
+			SeriesInstanceUID: in.SeriesInstanceUID, Modality: in.Modality, SeriesNumber: itoa(in.SeriesNumber),
+			SeriesDescription: in.SeriesDescription, BodyPartExamined: in.BodyPartExamined,
+			NumberOfSeriesRelatedInstances: -1,
+		},
+		SOPClassUID:       in.SOPClassUID,
+		SOPInstanceUID:    in.SOPInstanceUID,
+		InstanceNumber:    itoa(in.InstanceNumber),
+		TransferSyntaxUID: in.TransferSyntaxUID,
+		Size:              in.Size,
+	}
+}
+
+// parentStudy is the study part of a series or instance row (its counts
+// unknown: -1).
+func parentStudy(uid, date, tm, accession, description, patientID, patientName string) dicomweb.StudyRow {
+	return dicomweb.StudyRow{
+		StudyInstanceUID: uid, StudyDate: date, StudyTime: tm, AccessionNumber: accession,
+		StudyDescription: description, PatientID: patientID, PatientName: patientName,
+		NumberOfStudyRelatedSeries: -1, NumberOfStudyRelatedInstances: -1,
+	}
+}
+
+func itoa(p *int) string {
+	if p == nil {
+		return ""
+	}
+	return strconv.Itoa(*p)
+}
+
+// results is api.Results over the store, newest first.
+type results struct{ db *store.SQLite }
+
+func (r results) ListResults(ctx context.Context, f api.ResultFilter) ([]api.Result, error) {
+	rows, err := r.db.ListResults(ctx, f.SOPInstanceUID, f.StudyInstanceUID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Result, 0, len(rows))
+	for _, x := range slices.Backward(rows) {
+		out = append(out, api.Result{
+			SOPInstanceUID: x.SOPInstanceUID, StudyInstanceUID: x.StudyInstanceUID,
+			Model: x.Model, Version: x.Version, Status: string(x.Status),
+			Label: x.Label, Probabilities: x.Probabilities, Error: x.Error,
+			SRSOPInstanceUID: x.SRSOPInstanceUID, TimingsMS: x.Timings,
+			CreatedAt: x.CreatedAt, UpdatedAt: x.UpdatedAt,
+		})
+	}
+	return out, nil
+}
+
+// modelList is api.Models over the repository: every version of every model.
+type modelList struct{ repo *models.Repository }
+
+func (m modelList) ListModels(context.Context) ([]api.Model, error) {
+	var out []api.Model
+	for _, name := range m.repo.Names() {
+		for _, v := range m.repo.Versions(name) {
+			out = append(out, api.Model{Name: v.Name, Version: strconv.Itoa(v.Version),
+				Labels: v.Config.Labels, Modalities: v.Config.Routing.Modalities})
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,34 @@
+// Package service assembles radflow's long-running service from its parts:
+// the SQLite metadata store and filesystem blob store (package store), the
+// River job queue (queue), the ingest pipeline (ingest), the DICOMweb
+// service (dicomweb) and the REST API with health, readiness and metrics
+// (api) on one HTTP server, the DICOM upper layer SCP (dimse), and the
+// inference job handler (pipeline.JobHandler) running the model repository
+// (models) with ONNX Runtime (inference).
+//
+//	svc, err := service.New(ctx, service.Config{DataDir: "radflow-data", HTTPAddr: "127.0.0.1:8080", DICOMAddr: "127.0.0.1:11112"})
+//	err = svc.Start(ctx)   // listens; svc.HTTPAddr(), svc.DICOMAddr() give the bound addresses
+//	...
+//	err = svc.Shutdown(ctx) // stop accepting, drain associations and jobs, close
+//
+// `radflow serve` is New + Start with both listeners (and workers unless
+// Workers is 0); `radflow worker` is the same with no listeners: it only
+// works the queue of a data directory another process ingests into.
+//
+// Data directory layout: radflow.db (+ -wal, -shm: SQLite in WAL mode,
+// instance metadata, results, River's jobs), blobs/ (received instances and
+// result SRs as Part 10 files, blobs/YYYYMMDD/HHMM/<sha256>-<rand>.dcm),
+// tmp/ (DIMSE data sets being received; emptied at start).
+//
+// It owns: the assembly and its order (start and shutdown), the adapters
+// between the packages' consumer interfaces (dicomweb.Ingester and
+// dicomweb.Catalog over ingest and store, api.Results and api.Models,
+// dimse.StoreHandler over ingest, the ingest.Router over models routing)
+// and their error mappings to DIMSE statuses and STOW-RS failure reasons,
+// readiness checks, and the queue depth gauge. It does not own any protocol,
+// storage or inference logic (each in its package), nor flags and
+// configuration files (cmd/radflow).
+//
+// Logs name addresses, AE titles, UIDs and counts, never patient
+// attributes.
+package service

@@ -1,0 +1,410 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/radflow/radflow/internal/api"
+	"github.com/radflow/radflow/internal/dicomweb"
+	"github.com/radflow/radflow/internal/dimse"
+	"github.com/radflow/radflow/internal/inference"
+	"github.com/radflow/radflow/internal/ingest"
+	"github.com/radflow/radflow/internal/models"
+	"github.com/radflow/radflow/internal/pipeline"
+	"github.com/radflow/radflow/internal/queue"
+	"github.com/radflow/radflow/internal/store"
+)
+
+// Defaults of Config's zero values.
+const (
+	DefaultAETitle         = "RADFLOW"
+	DefaultMaxAssociations = 16
+	DefaultMaxUpload       = 1 << 30 // bytes per instance
+	DefaultOrphanAge       = time.Hour
+)
+
+// Config configures New. Zero values take the documented defaults.
+type Config struct {
+	// DataDir holds radflow.db, blobs/ and tmp/ (created if needed). Required.
+	DataDir string
+	// HTTPAddr is the host:port of the HTTP server (REST API, DICOMweb,
+	// health, metrics); "" serves no HTTP. Port 0 picks a free port.
+	HTTPAddr string
+	// DICOMAddr is the host:port of the DIMSE SCP; "" serves no DIMSE.
+	DICOMAddr string
+	// AETitle is the SCP's AE title (default "RADFLOW"); associations
+	// calling another title are rejected.
+	AETitle string
+	// AllowedCallingAEs, when not empty, are the only calling AE titles
+	// accepted.
+	AllowedCallingAEs []string
+	// MaxAssociations bounds concurrent DIMSE associations (default 16).
+	MaxAssociations int
+	// Workers is how many inference jobs this process runs at once; 0
+	// runs none (another process, radflow worker, does).
+	Workers int
+	// MaxQueueDepth refuses new instances (C-STORE A700, STOW-RS 503)
+	// while more jobs wait; 0: no limit.
+	MaxQueueDepth int
+	// MinFreeDisk refuses new instances while the data volume has fewer
+	// free bytes; 0: no check. Also a readiness check.
+	MinFreeDisk uint64
+	// MaxUpload is the largest instance accepted, in bytes (default 1 GiB;
+	// it is held in memory while ingested).
+	MaxUpload int64
+	// Models is the model repository (e.g. models.Bundled()). Required.
+	Models *models.Repository
+	// ORT configures the inference sessions (library path, execution
+	// provider, threads). The library is loaded only when Workers > 0.
+	ORT inference.Options
+	// JobTimeout bounds one inference attempt (default: the queue's, 10 min).
+	JobTimeout time.Duration
+	// OrphanAge: blob files older than this that no row references are
+	// removed at start (default 1 h; negative: no sweep).
+	OrphanAge time.Duration
+	// Version is the software version written into result SRs.
+	Version string
+	// Logger receives the service's logs; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Service is a running (after Start) radflow service. Its methods are safe
+// for concurrent use.
+type Service struct {
+	cfg     Config
+	log     *slog.Logger
+	db      *store.SQLite
+	blobs   *store.FS
+	queue   *queue.Queue
+	ingest  *ingest.Ingester
+	runner  *pipeline.Runner
+	metrics *api.Metrics
+	httpSrv *http.Server
+	dimse   *dimse.Server
+	tmpDir  string
+
+	mu        sync.Mutex
+	httpLn    net.Listener
+	dicomLn   net.Listener
+	started   bool
+	stopGauge context.CancelFunc
+	serveErr  chan error
+	closed    bool
+}
+
+// New opens the data directory and assembles the service without
+// listening or working jobs (Start does). errors: a missing DataDir or
+// Models, the store's, the queue's, ErrRuntimeUnavailable from ONNX
+// Runtime when Workers > 0.
+func New(ctx context.Context, cfg Config) (_ *Service, err error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("service: DataDir is required")
+	}
+	if cfg.Models == nil {
+		return nil, errors.New("service: Models is required")
+	}
+	if cfg.AETitle == "" {
+		cfg.AETitle = DefaultAETitle
+	}
+	if cfg.MaxAssociations <= 0 {
+		cfg.MaxAssociations = DefaultMaxAssociations
+	}
+	if cfg.MaxUpload <= 0 {
+		cfg.MaxUpload = DefaultMaxUpload
+	}
+	if cfg.OrphanAge == 0 {
+		cfg.OrphanAge = DefaultOrphanAge
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Service{cfg: cfg, log: cfg.Logger, metrics: api.NewMetrics(), serveErr: make(chan error, 2)}
+	defer func() {
+		if err != nil {
+			s.closeParts()
+		}
+	}()
+
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("service: data directory: %w", err)
+	}
+	s.tmpDir = filepath.Join(cfg.DataDir, "tmp")
+	// Data sets of associations cut by a crash; nothing references them.
+	if err := os.RemoveAll(s.tmpDir); err != nil {
+		return nil, fmt.Errorf("service: %w", err)
+	}
+	if err := os.MkdirAll(s.tmpDir, 0o750); err != nil {
+		return nil, fmt.Errorf("service: %w", err)
+	}
+	if s.db, err = store.OpenSQLite(ctx, filepath.Join(cfg.DataDir, "radflow.db"), store.SQLiteOptions{}); err != nil {
+		return nil, err
+	}
+	if s.blobs, err = store.NewFS(filepath.Join(cfg.DataDir, "blobs"), store.FSOptions{}); err != nil {
+		return nil, err
+	}
+
+	s.runner = pipeline.NewRunner(cfg.Models, cfg.ORT)
+	handler := &pipeline.JobHandler{Runner: s.runner, Store: s.db, Blobs: s.blobs, Metric: s.metrics,
+		Logger: s.log, SoftwareVersion: cfg.Version}
+	if cfg.Workers > 0 {
+		if _, err := inference.InitRuntime(cfg.ORT.LibraryPath); err != nil {
+			return nil, fmt.Errorf("service: %w (set --ort-lib or RADFLOW_ORT_LIB, or run scripts/fetch-ort.sh)", err)
+		}
+		// Open every latest model version now: a model that cannot load
+		// fails the start, not the first job.
+		for _, name := range cfg.Models.Names() {
+			v, err := cfg.Models.Get(name, "")
+			if err != nil {
+				return nil, err
+			}
+			if _, _, err := s.runner.Load(v); err != nil {
+				return nil, fmt.Errorf("service: loading %s: %w", v.Ref(), err)
+			}
+		}
+	}
+	qcfg := queue.Config{Workers: cfg.Workers, Recorder: s.db, ReadDB: s.db.ReadDB(), JobTimeout: cfg.JobTimeout, Logger: s.log}
+	if cfg.Workers > 0 {
+		qcfg.Handler = handler
+	}
+	if s.queue, err = queue.New(ctx, s.db.WriteDB(), qcfg); err != nil {
+		return nil, err
+	}
+	if s.ingest, err = ingest.New(ingest.Config{
+		Metadata: s.db, Blobs: s.blobs, Jobs: s.queue, Router: router(cfg.Models),
+		MaxQueueDepth: cfg.MaxQueueDepth, MinFreeBytes: cfg.MinFreeDisk, MaxInstanceSize: cfg.MaxUpload,
+		Logger: s.log,
+	}); err != nil {
+		return nil, err
+	}
+	handler.SR = s.ingest
+
+	if cfg.HTTPAddr != "" {
+		web, err := dicomweb.New(dicomweb.Config{
+			Ingester: stowIngester{s}, Catalog: catalog{db: s.db, blobs: s.blobs},
+			MaxInstanceBytes: cfg.MaxUpload, Logger: s.log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		h, err := api.New(api.Config{
+			Logger: s.log, Metrics: s.metrics,
+			Results: results{s.db}, Models: modelList{cfg.Models},
+			Ready:  s.readyChecks(),
+			Routes: api.FromDICOMweb(web.Routes()),
+		})
+		if err != nil {
+			return nil, err
+		}
+		s.httpSrv = api.NewHTTPServer(cfg.HTTPAddr, h)
+	}
+	if cfg.DICOMAddr != "" {
+		if s.dimse, err = dimse.NewServer(dimse.Config{
+			AETitle: cfg.AETitle, CheckCalledAETitle: true, AllowedCallingAETitles: cfg.AllowedCallingAEs,
+			MaxAssociations: cfg.MaxAssociations, TempDir: s.tmpDir, Logger: s.log,
+		}, dimseHandler{s}); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// readyChecks are /readyz's: the database answers, the queue depth can be
+// read, models are loaded, and the data volume has MinFreeDisk free.
+func (s *Service) readyChecks() map[string]api.Check {
+	return map[string]api.Check{
+		"db": func(ctx context.Context) error { return s.db.ReadDB().PingContext(ctx) },
+		"queue": func(ctx context.Context) error {
+			_, err := s.queue.Depth(ctx)
+			return err
+		},
+		"models": func(context.Context) error {
+			if len(s.cfg.Models.Names()) == 0 {
+				return errors.New("no model loaded")
+			}
+			return nil
+		},
+		"disk": api.DiskCheck(s.cfg.DataDir, s.cfg.MinFreeDisk),
+	}
+}
+
+// Metrics returns the service's Prometheus metrics.
+func (s *Service) Metrics() *api.Metrics { return s.metrics }
+
+// Store returns the metadata store (for tools and tests).
+func (s *Service) Store() *store.SQLite { return s.db }
+
+// Blobs returns the blob store.
+func (s *Service) Blobs() *store.FS { return s.blobs }
+
+// Start sweeps orphan blobs, listens on the configured addresses and
+// starts the workers. It returns once listening; serving errors are
+// logged. errors: listen errors, the queue's.
+func (s *Service) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started || s.closed {
+		return errors.New("service: already started")
+	}
+	if s.cfg.OrphanAge > 0 {
+		n, err := s.ingest.SweepOrphans(ctx, s.cfg.OrphanAge)
+		if err != nil {
+			s.log.Warn("orphan sweep failed", "error", err.Error())
+		} else if n > 0 {
+			s.log.Info("removed orphan blob files", "files", n)
+		}
+	}
+	var err error
+	if s.httpSrv != nil {
+		if s.httpLn, err = net.Listen("tcp", s.cfg.HTTPAddr); err != nil {
+			return fmt.Errorf("service: HTTP: %w", err)
+		}
+	}
+	if s.dimse != nil {
+		if s.dicomLn, err = net.Listen("tcp", s.cfg.DICOMAddr); err != nil {
+			if s.httpLn != nil {
+				s.httpLn.Close()
+			}
+			return fmt.Errorf("service: DICOM: %w", err)
+		}
+	}
+	if err := s.queue.Start(context.WithoutCancel(ctx)); err != nil {
+		return err
+	}
+	if s.httpLn != nil {
+		go func() {
+			if err := s.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("HTTP server stopped", "error", err.Error())
+				s.serveErr <- err
+			}
+		}()
+		s.log.Info("HTTP listening (REST API /api/v1, DICOMweb /dicomweb)", "url", "http://"+s.httpLn.Addr().String())
+	}
+	if s.dicomLn != nil {
+		go func() {
+			if err := s.dimse.Serve(s.dicomLn); err != nil && !errors.Is(err, dimse.ErrServerClosed) {
+				s.log.Error("DICOM server stopped", "error", err.Error())
+				s.serveErr <- err
+			}
+		}()
+		s.log.Info("DICOM listening", "addr", s.dicomLn.Addr().String(), "ae_title", s.cfg.AETitle)
+	}
+	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.stopGauge = cancel
+	go s.gaugeLoop(gctx)
+	s.log.Info("radflow service started", "data_dir", s.cfg.DataDir, "workers", s.cfg.Workers, "models", s.modelRefs())
+	s.started = true
+	return nil
+}
+
+// Err returns a channel that receives an error if a listener stops
+// serving unexpectedly.
+func (s *Service) Err() <-chan error { return s.serveErr }
+
+func (s *Service) modelRefs() []string {
+	var refs []string
+	for _, name := range s.cfg.Models.Names() {
+		for _, v := range s.cfg.Models.Versions(name) {
+			refs = append(refs, v.Ref())
+		}
+	}
+	return refs
+}
+
+// ModelRefs lists the loaded model versions ("name@version").
+func (s *Service) ModelRefs() []string { return s.modelRefs() }
+
+// gaugeLoop keeps radflow_queue_depth current.
+func (s *Service) gaugeLoop(ctx context.Context) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		if n, err := s.queue.Depth(ctx); err == nil {
+			s.metrics.SetQueueDepth(n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// HTTPAddr returns the HTTP listener's address ("" before Start or
+// without HTTP).
+func (s *Service) HTTPAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.httpLn == nil {
+		return ""
+	}
+	return s.httpLn.Addr().String()
+}
+
+// DICOMAddr returns the DIMSE listener's address ("" before Start or
+// without DIMSE).
+func (s *Service) DICOMAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dicomLn == nil {
+		return ""
+	}
+	return s.dicomLn.Addr().String()
+}
+
+// Shutdown stops accepting (DIMSE and HTTP listeners), waits for the
+// associations and requests in progress, then for running jobs (until ctx
+// ends: their attempts are cancelled and retried at the next start), and
+// closes the ingester, the sessions and the database. It may be called
+// once; later calls return nil.
+func (s *Service) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	var errs []error
+	var wg sync.WaitGroup
+	var dErr, hErr error
+	if s.dimse != nil && s.dicomLn != nil {
+		wg.Go(func() { dErr = s.dimse.Shutdown(ctx) })
+	}
+	if s.httpSrv != nil && s.httpLn != nil {
+		wg.Go(func() { hErr = s.httpSrv.Shutdown(ctx) })
+	}
+	wg.Wait()
+	errs = append(errs, dErr, hErr)
+	if s.stopGauge != nil {
+		s.stopGauge()
+	}
+	if s.started {
+		errs = append(errs, s.queue.Stop(ctx))
+	}
+	errs = append(errs, s.closeParts())
+	s.log.Info("radflow service stopped")
+	return errors.Join(errs...)
+}
+
+// closeParts closes what New opened, in reverse order.
+func (s *Service) closeParts() error {
+	var errs []error
+	if s.ingest != nil {
+		errs = append(errs, s.ingest.Close())
+	}
+	if s.runner != nil {
+		errs = append(errs, s.runner.Close())
+	}
+	if s.db != nil {
+		errs = append(errs, s.db.Close())
+	}
+	return errors.Join(errs...)
+}
