@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -380,6 +381,13 @@ func metadata(b []byte, info SourceInfo) (*store.Instance, error) {
 	d, err := dicom.ParseBytes(b)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	// The parser keeps a value cut short by the end of the bytes (to read
+	// damaged archives); a received instance that ends early is refused.
+	for _, w := range d.Warnings {
+		if strings.Contains(w, "truncated") {
+			return nil, fmt.Errorf("%w: %s", ErrInvalid, w)
+		}
 	}
 	in := &store.Instance{
 		SOPInstanceUID:    d.SOPInstanceUID(),
