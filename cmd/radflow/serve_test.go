@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/radflow/radflow/internal/inference"
+)
+
+func TestServeHelpDocumentsEveryOption(t *testing.T) {
+	var out bytes.Buffer
+	if code := run([]string{"serve", "--help"}, io.Discard, &out); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	help := out.String()
+	for _, name := range []string{"config", "data", "http", "dicom", "ae", "allowed-calling-aes", "max-associations", "workers",
+		"max-queue-depth", "min-free-disk", "max-upload", "models", "ort-lib", "provider", "threads", "shutdown-timeout"} {
+		if !strings.Contains(help, "-"+name+" ") && !strings.Contains(help, "-"+name+"\n") {
+			t.Errorf("--help lacks -%s", name)
+		}
+		if name != "config" && !strings.Contains(help, "["+envName(name)+"]") {
+			t.Errorf("--help lacks %s", envName(name))
+		}
+	}
+	for _, def := range []string{`"./radflow-data"`, `"127.0.0.1:8080"`, `"127.0.0.1:11112"`, `"RADFLOW"`} {
+		if !strings.Contains(help, def) {
+			t.Errorf("--help lacks default %s", def)
+		}
+	}
+	out.Reset()
+	if code := run([]string{"worker", "--help"}, io.Discard, &out); code != 0 || !strings.Contains(out.String(), "PostgreSQL") {
+		t.Errorf("worker --help: exit %d\n%s", code, out.String())
+	}
+}
+
+func TestParseServeDefaultsAndLayers(t *testing.T) {
+	cfg, _, err := parseServe(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DataDir != "./radflow-data" || cfg.HTTPAddr != "127.0.0.1:8080" || cfg.DICOMAddr != "127.0.0.1:11112" ||
+		cfg.AETitle != "RADFLOW" || cfg.Workers != 2 || cfg.MaxUpload != 1<<30 || cfg.MinFreeDisk != 1<<30 || cfg.Models == nil {
+		t.Errorf("defaults: %+v", cfg)
+	}
+	dir := t.TempDir()
+	yml := filepath.Join(dir, "radflow.yaml")
+	os.WriteFile(yml, []byte("ae: FILEAE\nhttp: 127.0.0.1:9999\nmax-upload: 2MiB\nallowed-calling-aes: A, B\nworkers: 5\n"), 0o600)
+	t.Setenv("RADFLOW_AE", "ENVAE")
+	t.Setenv("RADFLOW_MIN_FREE_DISK", "10MB")
+	cfg, _, err = parseServe([]string{"--config", yml, "--workers", "3"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.AETitle != "ENVAE" || cfg.HTTPAddr != "127.0.0.1:9999" || cfg.MaxUpload != 2<<20 || cfg.MinFreeDisk != 10e6 ||
+		cfg.Workers != 3 || strings.Join(cfg.AllowedCallingAEs, ",") != "A,B" {
+		t.Errorf("layered: %+v", cfg)
+	}
+	for _, bad := range [][]string{{"--max-upload", "12XB"}, {"--bogus"}, {"extra"}} {
+		if _, _, err := parseServe(bad, io.Discard); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+	if _, _, err := parseServe([]string{"--help"}, io.Discard); err != flag.ErrHelp {
+		t.Errorf("--help: %v", err)
+	}
+}
+
+func TestParseBytes(t *testing.T) {
+	for in, want := range map[string]uint64{"0": 0, "1024": 1024, "1KiB": 1024, "3MiB": 3 << 20, "2GB": 2e9, "1 GiB": 1 << 30, "7B": 7} {
+		if got, err := parseBytes(in); err != nil || got != want {
+			t.Errorf("%q: %d %v, want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "-1", "1.5GiB", "GiB", "99999999999TiB"} {
+		if _, err := parseBytes(in); err == nil {
+			t.Errorf("%q accepted", in)
+		}
+	}
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startServe starts the binary and waits until it prints its listeners.
+func startServe(t *testing.T, bin string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"serve"}, args...)...)
+	cmd.Stderr = io.Discard
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.HasPrefix(strings.TrimSpace(sc.Text()), "workers") {
+				ready <- true
+			}
+		}
+		close(ready)
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			cmd.Wait()
+			t.Fatalf("radflow serve exited before listening")
+		}
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("radflow serve did not start within 60 s")
+	}
+	return cmd
+}
+
+// TestServeKill9KeepsAcknowledgedInstances: storescu N distinct chest
+// radiographs to a `radflow serve` subprocess, kill -9 right after the
+// acknowledgements, restart: every acknowledged instance is there and its
+// job completes.
+func TestServeKill9KeepsAcknowledgedInstances(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	if _, err := os.Stat("../../models/chest-xray-pneumonia/1/model.onnx"); err != nil {
+		t.Skip("reference model not present yet")
+	}
+	if _, err := inference.ResolveLibrary(""); err != nil {
+		t.Skipf("ONNX Runtime library not found: %v", err)
+	}
+	if _, err := exec.LookPath("storescu"); err != nil {
+		t.Skip("storescu (DCMTK) not installed")
+	}
+	const chestSOP = "1.3.6.1.4.1.11129.5.5.110503645592756492463169821050252582267888"
+	raw, err := os.ReadFile("../../../shared/dicom/nhsx-nih-chestxray/" + chestSOP + ".dcm")
+	if err != nil {
+		t.Skipf("shared chest radiograph absent: %v", err)
+	}
+	tmp := t.TempDir()
+	bin := filepath.Join(tmp, "radflow")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	const n = 8
+	var files, uids []string
+	for i := range n {
+		uid := chestSOP[:len(chestSOP)-4] + fmt.Sprintf("%04d", 1000+i)
+		p := filepath.Join(tmp, fmt.Sprintf("cxr%d.dcm", i))
+		os.WriteFile(p, bytes.ReplaceAll(raw, []byte(chestSOP), []byte(uid)), 0o600)
+		files, uids = append(files, p), append(uids, uid)
+	}
+	data := filepath.Join(tmp, "data")
+	httpAddr, dicomAddr := freePort(t), freePort(t)
+	args := []string{"--data", data, "--http", httpAddr, "--dicom", dicomAddr, "--models", "../../models", "--min-free-disk", "0"}
+	// Workers 0 first so that jobs are still queued at the kill.
+	cmd := startServe(t, bin, append(args, "--workers", "0")...)
+	host, port, _ := net.SplitHostPort(dicomAddr)
+	sc := exec.Command("storescu", append([]string{"-aec", "RADFLOW", host, port}, files...)...)
+	sc.Env = append(os.Environ(), "TCP_NODELAY=1")
+	out, err := sc.CombinedOutput()
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	if err != nil {
+		t.Fatalf("storescu: %v\n%s", err, out)
+	}
+
+	cmd = startServe(t, bin, append(args, "--workers", "2")...)
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	deadline := time.Now().Add(90 * time.Second)
+	for _, uid := range uids {
+		for {
+			var rs []struct {
+				Status string `json:"status"`
+				Label  string `json:"label"`
+			}
+			resp, err := http.Get("http://" + httpAddr + "/api/v1/results?instance=" + uid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			json.NewDecoder(resp.Body).Decode(&rs)
+			resp.Body.Close()
+			if len(rs) != 1 {
+				t.Fatalf("instance %s acknowledged before kill -9: %d results after restart", uid, len(rs))
+			}
+			if rs[0].Status == "done" && (rs[0].Label == "NORMAL" || rs[0].Label == "PNEUMONIA") {
+				break
+			}
+			if rs[0].Status == "failed" || time.Now().After(deadline) {
+				t.Fatalf("instance %s: %+v", uid, rs[0])
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
