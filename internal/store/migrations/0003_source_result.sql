@@ -1,10 +1,11 @@
 -- instances.source gains 'result': Structured Reports radflow writes for
 -- its own results are stored as instances too (QIDO/WADO serve them).
--- SQLite cannot alter a CHECK constraint, so the table is rebuilt (the
--- procedure of sqlite.org/lang_altertable.html, with foreign keys deferred
--- to the commit instead of switched off, which a transaction cannot do).
+-- SQLite cannot alter a CHECK constraint, so the table is rebuilt (after
+-- sqlite.org/lang_altertable.html). Foreign keys cannot be switched off
+-- inside the migration's transaction, and dropping instances while results
+-- rows reference it would violate them, so results is copied aside,
+-- dropped and rebuilt too (same definition, same ids).
 -- PostgreSQL: ALTER TABLE instances DROP CONSTRAINT ..., ADD CHECK (...).
-PRAGMA defer_foreign_keys = ON;
 
 CREATE TABLE instances_new (
     sop_instance_uid    TEXT PRIMARY KEY,
@@ -40,8 +41,33 @@ INSERT INTO instances_new SELECT
     instance_number, calling_ae, source, size, sha256, blob_key, received_at
 FROM instances;
 
+CREATE TABLE results_copy AS SELECT * FROM results;
+DROP TABLE results;
 DROP TABLE instances;
 ALTER TABLE instances_new RENAME TO instances;
+
+CREATE TABLE results (
+    id                  INTEGER PRIMARY KEY,
+    sop_instance_uid    TEXT NOT NULL REFERENCES instances (sop_instance_uid),
+    study_instance_uid  TEXT NOT NULL,
+    model               TEXT NOT NULL,
+    version             TEXT NOT NULL,
+    status              TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed')),
+    label               TEXT NOT NULL DEFAULT '',
+    probabilities       TEXT NOT NULL DEFAULT '{}',
+    error               TEXT NOT NULL DEFAULT '',
+    sr_sop_instance_uid TEXT NOT NULL DEFAULT '',
+    timings             TEXT NOT NULL DEFAULT '{}',
+    attempts            INTEGER NOT NULL DEFAULT 0,
+    created_at          TEXT NOT NULL,
+    updated_at          TEXT NOT NULL,
+    UNIQUE (sop_instance_uid, model, version)
+);
+
+INSERT INTO results SELECT * FROM results_copy;
+DROP TABLE results_copy;
+CREATE INDEX results_study ON results (study_instance_uid);
+CREATE INDEX results_status ON results (status);
 
 CREATE INDEX instances_study ON instances (study_instance_uid);
 CREATE INDEX instances_series ON instances (series_instance_uid);
