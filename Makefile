@@ -6,14 +6,14 @@ SHELL      := /bin/bash
 GO         ?= go
 BIN        := bin/radflow
 SHARED     ?= ../shared
-# Real DICOM for `make run`: the NIH chest radiograph when ../shared is there,
+# Real DICOM for `make demo`: the NIH chest radiograph when ../shared is there,
 # otherwise the CT/MR test files Debian's python3-pydicom ships.
 DEMO_DICOM ?= $(firstword $(wildcard $(SHARED)/dicom/nhsx-nih-chestxray) /usr/lib/python3/dist-packages/pydicom/data/test_files)
 ORT_LIB     = $(shell scripts/fetch-ort.sh)
 GOTESTFLAGS ?=
 BENCH      ?= .
 
-.PHONY: all deps ort build run test bench train clean
+.PHONY: all deps ort build run demo test bench train clean
 
 all: build
 
@@ -27,7 +27,13 @@ ort: deps
 build: deps
 	$(GO) build -trimpath -o $(BIN) ./cmd/radflow
 
+# The main job: the service on its zero-configuration defaults (./radflow-data,
+# HTTP 127.0.0.1:8080, DICOM 127.0.0.1:11112 AE RADFLOW, the bundled model).
 run: build ort
+	RADFLOW_ORT_LIB="$(ORT_LIB)" $(BIN) serve
+
+# Without a server: the reference model on real DICOM files, one table row each.
+demo: build ort
 	RADFLOW_ORT_LIB="$(ORT_LIB)" $(BIN) infer $$(find $(DEMO_DICOM) -name '*.dcm' | sort)
 
 test: deps ort
