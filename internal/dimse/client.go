@@ -2,6 +2,7 @@ package dimse
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +30,10 @@ type ClientConfig struct {
 	AssociationTimeout time.Duration
 	// ResponseTimeout bounds the wait for each PDU of a DIMSE response (default 5 min).
 	ResponseTimeout time.Duration
+	// TLSConfig, when set, runs DICOM TLS: the handshake follows the TCP
+	// connect, within AssociationTimeout. Without ServerName the host of
+	// addr is verified; set Certificates for mutual TLS.
+	TLSConfig *tls.Config
 }
 
 // Client is the requestor side of one association (an SCU). Its methods
@@ -92,6 +97,11 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig, contexts []Present
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
+	}
+	if cfg.TLSConfig != nil {
+		if nc, err = clientHandshake(dctx, nc, cfg.TLSConfig, addr); err != nil {
+			return nil, err
+		}
 	}
 	c := newConn(nc)
 	c.ourMax = cfg.MaxPDULength

@@ -21,6 +21,13 @@
 //	status, err := cl.StoreFile(ctx, "ct.dcm")  // no transcoding: ErrNoPresentationContext
 //	cl.Release(ctx)
 //
+// DICOM TLS (PS3.15 B.9): Config.TLSConfig / ClientConfig.TLSConfig (built
+// by package tlsconfig) wrap each connection in TLS before the
+// A-ASSOCIATE-RQ; with mutual TLS the verified client certificate is
+// AssociationInfo.PeerCertificate and StoreRequest.PeerCertificate.
+// Config.CallingAETitlesByCalledAE and Config.AcceptAssociation add
+// per-called-AE allow-lists and an identity hook to the association policy.
+//
 // # State machine (PS3.8 9.2)
 //
 // Each association runs on one goroutine that reads PDUs; writes are
@@ -57,5 +64,6 @@
 // association limit, presentation contexts), C-ECHO, C-STORE, minimal Part 10
 // file meta read/write. It does not own: parsing data sets (package dicom),
 // storage layout or indexing of received instances (the caller's handler),
-// C-FIND/C-MOVE/C-GET, TLS, transcoding.
+// C-FIND/C-MOVE/C-GET, building TLS configurations or mapping
+// certificates to identities (packages tlsconfig, auth), transcoding.
 package dimse

@@ -2,6 +2,8 @@ package dimse
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +36,10 @@ type StoreRequest struct {
 	// returns unless the handler renamed it away.
 	DataSetPath string
 	DataSetSize int64 // bytes in DataSetPath
+	// PeerCertificate is the client certificate the TLS handshake verified
+	// (Config.TLSConfig with client auth), nil otherwise; map it to an
+	// identity by its subject CN / SANs (see package auth).
+	PeerCertificate *x509.Certificate
 }
 
 // OpenDataSet opens the received data set bytes for reading.
@@ -114,6 +120,20 @@ type Config struct {
 	TempDir string
 	// Logger receives association events; never PHI (default slog.Default()).
 	Logger *slog.Logger
+	// TLSConfig, when set, makes every accepted connection DICOM TLS
+	// (PS3.15 B.9): the handshake runs before the A-ASSOCIATE-RQ, within
+	// AssociationTimeout; a failed handshake closes the connection. With
+	// ClientAuth RequireAndVerifyClientCert (mutual TLS) the verified
+	// client certificate is passed on as StoreRequest.PeerCertificate.
+	TLSConfig *tls.Config
+	// CallingAETitlesByCalledAE restricts, per called AE title, the calling
+	// AE titles accepted (A-ASSOCIATE-RJ "calling AE title not recognized"
+	// otherwise); called AE titles not in the map are not restricted by it.
+	CallingAETitlesByCalledAE map[string][]string
+	// AcceptAssociation, when set, is asked about each association that
+	// passed the other checks; an error rejects it (permanent,
+	// ErrCalledAENotRecognized → reason 7, anything else → reason 3).
+	AcceptAssociation func(AssociationInfo) error
 }
 
 func (c *Config) setDefaults() error {
@@ -276,9 +296,15 @@ type association struct {
 	rq     *associateParams
 	remote net.Addr
 	log    *slog.Logger
+	// peerCert is the verified TLS client certificate, if any.
+	peerCert *x509.Certificate
 }
 
 func (s *Server) serveConn(nc net.Conn) {
+	nc, peerCert, ok := s.serverHandshake(nc)
+	if !ok {
+		return
+	}
 	c := newConn(nc)
 	c.ourMax = s.cfg.MaxPDULength
 	c.artim = s.cfg.AssociationTimeout
@@ -290,7 +316,7 @@ func (s *Server) serveConn(nc net.Conn) {
 	})
 	defer stop()
 	defer c.close()
-	a := &association{s: s, c: c, ctx: ctx, remote: nc.RemoteAddr(), log: s.cfg.Logger.With("remote", nc.RemoteAddr().String())}
+	a := &association{s: s, c: c, ctx: ctx, remote: nc.RemoteAddr(), log: s.cfg.Logger.With("remote", nc.RemoteAddr().String()), peerCert: peerCert}
 
 	// Sta2: transport open, ARTIM running until the A-ASSOCIATE-RQ arrives.
 	c.state = sta2AwaitAssocRQ
@@ -358,6 +384,9 @@ func (a *association) evaluate() *[3]byte {
 		if !ok {
 			return &[3]byte{rjPermanent, rjSourceUser, rjReasonCallingAENotRecognized}
 		}
+	}
+	if rj := a.evaluatePeer(); rj != nil {
+		return rj
 	}
 	a.s.mu.Lock()
 	defer a.s.mu.Unlock()
@@ -521,6 +550,7 @@ func (a *association) handleStore(ctxID byte, cmd command) error {
 		CallingAETitle: a.rq.CallingAE, CalledAETitle: a.rq.CalledAE, RemoteAddr: a.remote,
 		SOPClassUID: cmd.str(tagAffectedSOPClassUID), SOPInstanceUID: cmd.str(tagAffectedSOPInstanceUID),
 		TransferSyntaxUID: pc.TransferSyntax, MoveOriginatorAETitle: cmd.str(tagMoveOriginatorAE),
+		PeerCertificate: a.peerCert,
 	}
 	req.MessageID, _ = cmd.us(tagMessageID)
 	req.Priority, _ = cmd.us(tagPriority)
