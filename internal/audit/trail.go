@@ -1,0 +1,402 @@
+package audit
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"hash"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// DefaultMaxSegmentBytes is the segment size after which a new segment
+// file is started.
+const DefaultMaxSegmentBytes = 64 << 20
+
+// Errors of Trail.
+var (
+	// ErrClosed is returned by Append after Close.
+	ErrClosed = errors.New("audit: trail closed")
+	// ErrFailed wraps the write or fsync error that stopped the trail;
+	// every later Append returns it until the trail is reopened.
+	ErrFailed = errors.New("audit: trail failed")
+)
+
+// Config configures Open.
+type Config struct {
+	// Dir is the audit directory (created 0700), e.g. <data>/audit.
+	Dir string
+	// Key is the HMAC-SHA256 key, at least 32 bytes (see LoadOrCreateKey).
+	Key []byte
+	// MaxSegmentBytes starts a new segment file once the current one would
+	// exceed it; 0 means DefaultMaxSegmentBytes.
+	MaxSegmentBytes int64
+	// Sinks receive every record after it is durable, asynchronously, with
+	// retries (see Forwarder); a sink failure never fails Append.
+	Sinks []Sink
+	// Forwarding configures the forwarders of Sinks.
+	Forwarding ForwarderConfig
+	// Logger receives sink failures and recovery notices (no record
+	// content); nil means slog.Default().
+	Logger *slog.Logger
+	// Now is the clock for records without Time; nil means time.Now.
+	Now func() time.Time
+}
+
+// Trail is an append-only, HMAC-chained audit trail in one directory. It
+// is safe for concurrent use; concurrent Appends share one write and one
+// fsync (group commit). Only one process may have a directory open.
+type Trail struct {
+	cfg        Config
+	forwarders []*Forwarder
+
+	mu      sync.Mutex
+	queue   []*pending
+	closed  bool
+	err     error // sticky failure
+	wake    chan struct{}
+	done    chan struct{}
+	lastSeq uint64
+	lastHsh string
+
+	// writer goroutine state
+	mac     hash.Hash
+	f       *os.File
+	segNum  int
+	segSize int64
+	seq     uint64
+	prev    string
+}
+
+type pending struct {
+	rec  Record
+	done chan error
+}
+
+// Open opens (creating if needed) the trail in cfg.Dir and resumes the
+// chain after its last record. The last segment file is verified (HMACs,
+// seq continuity, links); a problem there is returned as a *Problem
+// (wrapping ErrTampered) and the trail is not opened. A final line left
+// without its newline by a crash during an unacknowledged write is cut off
+// and an audit:recovered record (detail: segment, truncated_bytes) is
+// appended in its place. Errors: ErrKey for a short key, os errors.
+func Open(cfg Config) (*Trail, error) {
+	if len(cfg.Key) < KeySize {
+		return nil, fmt.Errorf("%w: %d bytes, want at least %d", ErrKey, len(cfg.Key), KeySize)
+	}
+	if cfg.Dir == "" {
+		return nil, errors.New("audit: Config.Dir is empty")
+	}
+	if cfg.MaxSegmentBytes <= 0 {
+		cfg.MaxSegmentBytes = DefaultMaxSegmentBytes
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	cfg.Key = append([]byte(nil), cfg.Key...)
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("audit: create directory: %w", err)
+	}
+	t := &Trail{cfg: cfg, mac: newMAC(cfg.Key), wake: make(chan struct{}, 1), done: make(chan struct{})}
+	recovered, err := t.resume()
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range cfg.Sinks {
+		t.forwarders = append(t.forwarders, NewForwarder(s, cfg.Forwarding, cfg.Logger))
+	}
+	t.lastSeq, t.lastHsh = t.seq, t.prev
+	go t.writer()
+	if recovered != nil {
+		if err := t.Append(context.Background(), *recovered); err != nil {
+			t.Close()
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+// resume positions the writer after the last record, repairing a torn
+// final line.
+func (t *Trail) resume() (*Record, error) {
+	dir := t.cfg.Dir
+	segs, err := listSegments(dir)
+	if err != nil {
+		return nil, err
+	}
+	if len(segs) == 0 {
+		return nil, t.openSegment(1)
+	}
+	last := segs[len(segs)-1]
+	c := &chain{mac: t.mac}
+	n, torn, err := c.scanFile(dir, last, nil, true)
+	if err != nil {
+		return nil, err
+	}
+	var recovered *Record
+	if torn >= 0 {
+		st, err := os.Stat(segPath(dir, last))
+		if err != nil {
+			return nil, fmt.Errorf("audit: stat segment: %w", err)
+		}
+		if err := os.Truncate(segPath(dir, last), torn); err != nil {
+			return nil, fmt.Errorf("audit: cut torn line: %w", err)
+		}
+		cut := st.Size() - torn
+		t.cfg.Logger.Warn("audit: removed a torn final line left by an interrupted write", "segment", last.name, "bytes", cut)
+		recovered = &Record{SubjectKind: KindSystem, SubjectID: "radflow", Action: ActionAuditRecovered,
+			Resource: Resource{Type: "audit"}, Outcome: OutcomeSuccess, Protocol: ProtocolInternal,
+			Detail: map[string]string{"segment": last.name, "truncated_bytes": strconv.FormatInt(cut, 10)}}
+	}
+	if n == 0 && len(segs) > 1 {
+		prev := segs[len(segs)-2]
+		c = &chain{mac: t.mac}
+		if _, _, err := c.scanFile(dir, prev, nil, false); err != nil {
+			return nil, err
+		}
+	}
+	t.seq, t.prev = c.seq, c.prev
+	f, err := os.OpenFile(segPath(dir, last), os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("audit: open segment: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("audit: stat segment: %w", err)
+	}
+	t.f, t.segNum, t.segSize = f, last.num, st.Size()
+	return recovered, nil
+}
+
+// openSegment creates segment n (which must not exist) and syncs the
+// directory so the new name is durable.
+func (t *Trail) openSegment(n int) error {
+	f, err := os.OpenFile(filepath.Join(t.cfg.Dir, segmentName(n)), os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("audit: create segment: %w", err)
+	}
+	if err := syncDir(t.cfg.Dir); err != nil {
+		f.Close()
+		return err
+	}
+	t.f, t.segNum, t.segSize = f, n, 0
+	return nil
+}
+
+// Append validates rec, assigns Seq, PrevHash and Hash (and Time in UTC
+// and EventID when empty), and returns once the record is written and
+// fsync'd — the caller may then serve the request. Any error (invalid
+// record: ErrInvalidRecord; closed: ErrClosed; write/fsync failure:
+// ErrFailed, sticky) means the record is not known to be durable and the
+// caller must fail the request. If ctx ends while waiting, ctx.Err() is
+// returned; the record may still be written.
+func (t *Trail) Append(ctx context.Context, rec Record) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := rec.Validate(); err != nil {
+		return err
+	}
+	if rec.Time.IsZero() {
+		rec.Time = t.cfg.Now()
+	}
+	rec.Time = rec.Time.UTC()
+	if rec.Time.Year() < 1 || rec.Time.Year() > 9999 {
+		return invalid("time: out of range")
+	}
+	if rec.EventID == "" {
+		rec.EventID = newUUID()
+	}
+	if len(rec.Roles) > 0 {
+		rec.Roles = append([]string(nil), rec.Roles...)
+	}
+	if len(rec.Detail) > 0 {
+		d := make(map[string]string, len(rec.Detail))
+		for k, v := range rec.Detail {
+			d[k] = v
+		}
+		rec.Detail = d
+	} else {
+		rec.Detail = nil
+	}
+	p := &pending{rec: rec, done: make(chan error, 1)}
+	t.mu.Lock()
+	switch {
+	case t.closed:
+		t.mu.Unlock()
+		return ErrClosed
+	case t.err != nil:
+		err := t.err
+		t.mu.Unlock()
+		return err
+	}
+	t.queue = append(t.queue, p)
+	t.mu.Unlock()
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+	select {
+	case err := <-p.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Last returns the seq and hash of the last durable record (0, "" for an
+// empty trail).
+func (t *Trail) Last() (seq uint64, hash string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.lastSeq, t.lastHsh
+}
+
+// Close writes what is queued, closes the segment file and stops the
+// forwarders (giving each up to ctx's deadline... here 5 s) to deliver
+// what they hold. Append after Close returns ErrClosed.
+func (t *Trail) Close() error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		<-t.done
+		return nil
+	}
+	t.closed = true
+	t.mu.Unlock()
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+	<-t.done
+	var err error
+	if t.f != nil {
+		err = t.f.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, fw := range t.forwarders {
+		fw.Close(ctx)
+	}
+	return err
+}
+
+func (t *Trail) writer() {
+	defer close(t.done)
+	for {
+		<-t.wake
+		for {
+			t.mu.Lock()
+			batch := t.queue
+			t.queue = nil
+			closed := t.closed
+			failed := t.err
+			t.mu.Unlock()
+			if len(batch) == 0 {
+				if closed {
+					return
+				}
+				break
+			}
+			if failed != nil {
+				for _, p := range batch {
+					p.done <- failed
+				}
+				continue
+			}
+			err := t.writeBatch(batch)
+			if err != nil {
+				err = fmt.Errorf("%w: %w", ErrFailed, err)
+				t.mu.Lock()
+				t.err = err
+				t.mu.Unlock()
+				t.cfg.Logger.Error("audit: trail write failed; further requests will be refused", "error", err.Error())
+			} else {
+				t.mu.Lock()
+				t.lastSeq, t.lastHsh = t.seq, t.prev
+				t.mu.Unlock()
+			}
+			for _, p := range batch {
+				p.done <- err
+			}
+			if err == nil {
+				for _, fw := range t.forwarders {
+					for _, p := range batch {
+						fw.Enqueue(p.rec)
+					}
+				}
+			}
+		}
+	}
+}
+
+// writeBatch seals the batch's records, writes them (rotating segments by
+// size) and fsyncs. On error the in-memory chain is left as it was.
+func (t *Trail) writeBatch(batch []*pending) error {
+	seq, prev := t.seq, t.prev
+	var buf []byte
+	size := t.segSize
+	flush := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		if _, err := t.f.Write(buf); err != nil {
+			return fmt.Errorf("write %s: %w", segmentName(t.segNum), err)
+		}
+		t.segSize += int64(len(buf))
+		buf = buf[:0]
+		return nil
+	}
+	for _, p := range batch {
+		p.rec.Seq = seq + 1
+		p.rec.PrevHash = prev
+		line, err := seal(t.mac, &p.rec)
+		if err != nil {
+			return err
+		}
+		if size > 0 && size+int64(len(line)) > t.cfg.MaxSegmentBytes {
+			if err := flush(); err != nil {
+				return err
+			}
+			if err := t.f.Sync(); err != nil {
+				return fmt.Errorf("fsync %s: %w", segmentName(t.segNum), err)
+			}
+			if err := t.f.Close(); err != nil {
+				return fmt.Errorf("close %s: %w", segmentName(t.segNum), err)
+			}
+			t.f = nil
+			if err := t.openSegment(t.segNum + 1); err != nil {
+				return err
+			}
+			size = 0
+		}
+		buf = append(buf, line...)
+		size += int64(len(line))
+		seq, prev = p.rec.Seq, p.rec.Hash
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	if err := t.f.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", segmentName(t.segNum), err)
+	}
+	t.seq, t.prev = seq, prev
+	return nil
+}
+
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go ≥ 1.24)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
