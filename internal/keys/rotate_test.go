@@ -233,8 +233,13 @@ func TestPHICipher(t *testing.T) {
 	for name, f := range map[string]func() error{
 		"other row":    func() error { _, err := p.Decrypt("patient_name", a, "1.2.4"); return err },
 		"other column": func() error { _, err := p.Decrypt("patient_id", a, "1.2.3"); return err },
-		"flipped":      func() error { c := bytes.Clone(a); c[20] ^= 1; _, err := p.Decrypt("patient_name", c, "1.2.3"); return err },
-		"short":        func() error { _, err := p.Decrypt("patient_name", a[:10], "1.2.3"); return err },
+		"flipped": func() error {
+			c := bytes.Clone(a)
+			c[20] ^= 1
+			_, err := p.Decrypt("patient_name", c, "1.2.3")
+			return err
+		},
+		"short": func() error { _, err := p.Decrypt("patient_name", a[:10], "1.2.3"); return err },
 	} {
 		if err := f(); !errors.Is(err, ErrIntegrity) {
 			t.Errorf("%s: %v, want ErrIntegrity", name, err)

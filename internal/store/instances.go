@@ -15,20 +15,36 @@ const instanceColumns = `sop_instance_uid, sop_class_uid, study_instance_uid, se
 	study_description, series_description, modality, body_part_examined, series_number,
 	instance_number, calling_ae, source, size, sha256, blob_key, received_at`
 
+// phiColumns follow instanceColumns in instance SELECTs (see phi.go).
+const phiColumns = `, patient_birth_date, patient_id_enc, patient_name_enc, accession_number_enc, patient_birth_date_enc`
+
 // InsertInstanceTx implements InstanceStore.
 func (s *SQLite) InsertInstanceTx(ctx context.Context, tx *sql.Tx, in *Instance) (bool, error) {
 	if in.ReceivedAt.IsZero() {
 		in.ReceivedAt = time.Now()
 	}
 	in.ReceivedAt = in.ReceivedAt.UTC().Truncate(time.Microsecond)
-	res, err := tx.ExecContext(ctx, `INSERT INTO instances (`+instanceColumns+`, patient_name_words)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	// With a PHI cipher the plaintext PHI columns stay '' (phi.go).
+	pid, pname, acc, birth, words := in.PatientID, in.PatientName, in.AccessionNumber, in.PatientBirthDate, nameWords(in.PatientName)
+	var enc phiRow
+	if s.phi != nil {
+		var err error
+		if enc, err = s.sealPHI(in); err != nil {
+			return false, err
+		}
+		pid, pname, acc, birth, words = "", "", "", "", ""
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO instances (`+instanceColumns+`, patient_name_words,
+		patient_birth_date, patient_id_enc, patient_name_enc, accession_number_enc, patient_birth_date_enc,
+		patient_id_bidx, patient_name_bidx, accession_number_bidx)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (sop_instance_uid) DO NOTHING`,
 		in.SOPInstanceUID, in.SOPClassUID, in.StudyInstanceUID, in.SeriesInstanceUID,
-		in.TransferSyntaxUID, in.PatientID, in.PatientName, in.StudyDate, in.StudyTime, in.AccessionNumber,
+		in.TransferSyntaxUID, pid, pname, in.StudyDate, in.StudyTime, acc,
 		in.StudyDescription, in.SeriesDescription, in.Modality, in.BodyPartExamined, nullInt(in.SeriesNumber),
 		nullInt(in.InstanceNumber), in.CallingAE, string(in.Source), in.Size, in.SHA256, in.BlobKey,
-		formatTime(in.ReceivedAt), nameWords(in.PatientName))
+		formatTime(in.ReceivedAt), words,
+		birth, enc.idEnc, enc.nameEnc, enc.accEnc, enc.birthEnc, enc.idIdx, enc.nameIdx, enc.accIdx)
 	if err != nil {
 		return false, fmt.Errorf("store: inserting instance: %w", err)
 	}
@@ -36,16 +52,21 @@ func (s *SQLite) InsertInstanceTx(ctx context.Context, tx *sql.Tx, in *Instance)
 	if err != nil {
 		return false, fmt.Errorf("store: inserting instance: %w", err)
 	}
+	if n == 1 && s.phi != nil {
+		if err := s.insertTerms(ctx, tx, in, enc); err != nil {
+			return false, err
+		}
+	}
 	return n == 1, nil
 }
 
 // GetInstance implements InstanceStore.
 func (s *SQLite) GetInstance(ctx context.Context, uid string) (*Instance, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+instanceColumns+` FROM instances WHERE sop_instance_uid = ?`, uid)
+	rows, err := s.read.QueryContext(ctx, `SELECT `+instanceColumns+phiColumns+` FROM instances WHERE sop_instance_uid = ?`, uid)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	out, err := scanInstances(rows)
+	out, err := s.scanInstances(rows)
 	if err != nil {
 		return nil, err
 	}
@@ -70,21 +91,21 @@ func (s *SQLite) SearchInstances(ctx context.Context, q Query) ([]Instance, erro
 	if err := w.instanceLevel(q); err != nil {
 		return nil, err
 	}
-	if err := w.studyLevel(q); err != nil {
+	if err := s.studyLevel(ctx, &w, q); err != nil {
 		return nil, err
 	}
-	rows, err := s.read.QueryContext(ctx, `SELECT `+instanceColumns+` FROM instances`+w.sql()+
+	rows, err := s.read.QueryContext(ctx, `SELECT `+instanceColumns+phiColumns+` FROM instances`+w.sql()+
 		` ORDER BY study_instance_uid, series_instance_uid, instance_number, sop_instance_uid`+page(q), w.args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	return scanInstances(rows)
+	return s.scanInstances(rows)
 }
 
 // SearchSeries implements InstanceStore.
 func (s *SQLite) SearchSeries(ctx context.Context, q Query) ([]Series, error) {
 	var w where
-	if err := w.studyLevel(q); err != nil {
+	if err := s.studyLevel(ctx, &w, q); err != nil {
 		return nil, err
 	}
 	w.in("series_instance_uid", q.SeriesInstanceUID)
@@ -92,7 +113,7 @@ func (s *SQLite) SearchSeries(ctx context.Context, q Query) ([]Series, error) {
 	rows, err := s.read.QueryContext(ctx, `SELECT study_instance_uid, series_instance_uid, max(modality),
 		max(series_description), max(series_number), max(body_part_examined), max(patient_id),
 		max(patient_name), max(study_date), max(study_time), max(accession_number),
-		max(study_description), count(*)
+		max(study_description), count(*), max(sop_instance_uid)
 		FROM instances WHERE series_instance_uid IN (SELECT series_instance_uid FROM instances`+w.sql()+`)
 		GROUP BY study_instance_uid, series_instance_uid
 		ORDER BY study_instance_uid, max(series_number), series_instance_uid`+page(q), w.args...)
@@ -101,27 +122,33 @@ func (s *SQLite) SearchSeries(ctx context.Context, q Query) ([]Series, error) {
 	}
 	defer rows.Close()
 	var out []Series
+	var reps []string
 	for rows.Next() {
 		var r Series
 		var num sql.NullInt64
+		var rep string
 		if err := rows.Scan(&r.StudyInstanceUID, &r.SeriesInstanceUID, &r.Modality, &r.SeriesDescription, &num,
 			&r.BodyPartExamined, &r.PatientID, &r.PatientName, &r.StudyDate, &r.StudyTime, &r.AccessionNumber,
-			&r.StudyDescription, &r.NumberOfInstances); err != nil {
+			&r.StudyDescription, &r.NumberOfInstances, &rep); err != nil {
 			return nil, fmt.Errorf("store: %w", err)
 		}
 		r.SeriesNumber = intPtr(num)
 		out = append(out, r)
+		reps = append(reps, rep)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	return out, nil
+	err = s.representativePHI(ctx, reps, func(i int, in *Instance) {
+		out[i].PatientID, out[i].PatientName, out[i].AccessionNumber = in.PatientID, in.PatientName, in.AccessionNumber
+	})
+	return out, err
 }
 
 // SearchStudies implements InstanceStore.
 func (s *SQLite) SearchStudies(ctx context.Context, q Query) ([]Study, error) {
 	var w where
-	if err := w.studyLevel(q); err != nil {
+	if err := s.studyLevel(ctx, &w, q); err != nil {
 		return nil, err
 	}
 	if len(q.ModalitiesInStudy) > 0 {
@@ -132,7 +159,7 @@ func (s *SQLite) SearchStudies(ctx context.Context, q Query) ([]Study, error) {
 	// Aggregates run over all the study's instances, not only the matching ones.
 	rows, err := s.read.QueryContext(ctx, `SELECT study_instance_uid, max(patient_id), max(patient_name),
 		max(study_date), max(study_time), max(accession_number), max(study_description),
-		count(DISTINCT series_instance_uid), count(*)
+		count(DISTINCT series_instance_uid), count(*), max(sop_instance_uid)
 		FROM instances WHERE study_instance_uid IN (SELECT study_instance_uid FROM instances`+w.sql()+`)
 		GROUP BY study_instance_uid
 		ORDER BY max(study_date) DESC, max(study_time) DESC, study_instance_uid`+page(q), w.args...)
@@ -140,18 +167,27 @@ func (s *SQLite) SearchStudies(ctx context.Context, q Query) ([]Study, error) {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	var out []Study
+	var reps []string
 	for rows.Next() {
 		var r Study
+		var rep string
 		if err := rows.Scan(&r.StudyInstanceUID, &r.PatientID, &r.PatientName, &r.StudyDate, &r.StudyTime,
-			&r.AccessionNumber, &r.StudyDescription, &r.NumberOfSeries, &r.NumberOfInstances); err != nil {
+			&r.AccessionNumber, &r.StudyDescription, &r.NumberOfSeries, &r.NumberOfInstances, &rep); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("store: %w", err)
 		}
 		out = append(out, r)
+		reps = append(reps, rep)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
+	}
+	err = s.representativePHI(ctx, reps, func(i int, in *Instance) {
+		out[i].PatientID, out[i].PatientName, out[i].AccessionNumber = in.PatientID, in.PatientName, in.AccessionNumber
+	})
+	if err != nil {
+		return nil, err
 	}
 	if len(out) == 0 {
 		return out, nil
@@ -191,18 +227,24 @@ func (s *SQLite) SearchStudies(ctx context.Context, q Query) ([]Study, error) {
 	return out, nil
 }
 
-func scanInstances(rows *sql.Rows) ([]Instance, error) {
+// scanInstances reads rows of instanceColumns+phiColumns, decrypting PHI.
+func (s *SQLite) scanInstances(rows *sql.Rows) ([]Instance, error) {
 	defer rows.Close()
 	var out []Instance
 	for rows.Next() {
 		var in Instance
 		var series, inst sql.NullInt64
 		var src, received string
+		var idEnc, nameEnc, accEnc, birthEnc []byte
 		if err := rows.Scan(&in.SOPInstanceUID, &in.SOPClassUID, &in.StudyInstanceUID, &in.SeriesInstanceUID,
 			&in.TransferSyntaxUID, &in.PatientID, &in.PatientName, &in.StudyDate, &in.StudyTime, &in.AccessionNumber,
 			&in.StudyDescription, &in.SeriesDescription, &in.Modality, &in.BodyPartExamined, &series,
-			&inst, &in.CallingAE, &src, &in.Size, &in.SHA256, &in.BlobKey, &received); err != nil {
+			&inst, &in.CallingAE, &src, &in.Size, &in.SHA256, &in.BlobKey, &received,
+			&in.PatientBirthDate, &idEnc, &nameEnc, &accEnc, &birthEnc); err != nil {
 			return nil, fmt.Errorf("store: %w", err)
+		}
+		if err := s.openPHI(&in, idEnc, nameEnc, accEnc, birthEnc); err != nil {
+			return nil, err
 		}
 		in.Source = Source(src)
 		in.SeriesNumber, in.InstanceNumber = intPtr(series), intPtr(inst)
@@ -262,14 +304,32 @@ func (w *where) match(col, val string) {
 	w.add(col+" = ?", val)
 }
 
-func (w *where) studyLevel(q Query) error {
+// studyLevel adds the study-level keys; PHI keys go through blind
+// indexes when the PHI columns are encrypted (phi.go).
+func (s *SQLite) studyLevel(ctx context.Context, w *where, q Query) error {
 	if q.Limit < 0 || q.Offset < 0 {
 		return fmt.Errorf("%w: negative limit or offset", ErrInvalidQuery)
 	}
 	w.in("study_instance_uid", q.StudyInstanceUID)
-	w.match("patient_id", q.PatientID)
-	w.match("accession_number", q.AccessionNumber)
-	if q.PatientName != "" {
+	if s.phi != nil {
+		if err := s.matchPHI(ctx, w, fieldPatientID, "patient_id_bidx", q.PatientID); err != nil {
+			return err
+		}
+		if err := s.matchPHI(ctx, w, fieldAccessionNumber, "accession_number_bidx", q.AccessionNumber); err != nil {
+			return err
+		}
+		if q.FuzzyMatching {
+			if err := s.fuzzyName(ctx, w, q.PatientName); err != nil {
+				return err
+			}
+		} else if err := s.matchPHI(ctx, w, fieldPatientName, "patient_name_bidx", q.PatientName); err != nil {
+			return err
+		}
+	} else {
+		w.match("patient_id", q.PatientID)
+		w.match("accession_number", q.AccessionNumber)
+	}
+	if q.PatientName != "" && s.phi == nil {
 		if q.FuzzyMatching {
 			for _, word := range strings.Fields(strings.NewReplacer("^", " ", "=", " ").Replace(strings.ToLower(q.PatientName))) {
 				w.add(`patient_name_words LIKE ? ESCAPE '\'`, "% "+wildcardToLike(word)+"%")

@@ -42,6 +42,7 @@ type Instance struct {
 	TransferSyntaxUID string // (0002,0010) of the stored file
 	PatientID         string // (0010,0020)
 	PatientName       string // (0010,0010), PN with ^ component separators
+	PatientBirthDate  string // (0010,0030), YYYYMMDD; stored, not matched
 	StudyDate         string // (0008,0020), YYYYMMDD
 	StudyTime         string // (0008,0030), HHMMSS.FFFFFF
 	AccessionNumber   string // (0008,0050)

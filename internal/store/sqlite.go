@@ -33,6 +33,14 @@ type SQLiteOptions struct {
 	// is as durable (it writes the data and the size needed to read it back)
 	// and skips the timestamp update. The switch is process-wide.
 	NoFdatasync bool
+	// PHI, when set, encrypts Patient's Name, Patient ID, Patient's Birth
+	// Date and Accession Number in the instances table and matches them
+	// through blind indexes (see phi.go); rows written before are
+	// encrypted at open. nil: plaintext columns. errors at open: ErrPHIKey.
+	PHI PHICipher
+	// PHIFuzzyIndex: fuzzy Patient's Name matching under PHI (default
+	// FuzzyNone).
+	PHIFuzzyIndex FuzzyIndex
 }
 
 // SQLite is the SQLite implementation of InstanceStore and ResultStore.
@@ -55,6 +63,8 @@ type SQLite struct {
 	path  string
 	write *sql.DB
 	read  *sql.DB
+	phi   PHICipher
+	fuzzy FuzzyIndex
 }
 
 var _ InstanceStore = (*SQLite)(nil)
@@ -92,6 +102,10 @@ func OpenSQLite(ctx context.Context, path string, opts SQLiteOptions) (*SQLite, 
 	w.Add("_pragma", "journal_mode(WAL)")
 	w.Add("_pragma", "synchronous(FULL)")
 	w.Set("_txlock", "immediate")
+	if opts.PHI != nil {
+		// Overwritten and deleted cells are zeroed, not left in free pages.
+		w.Add("_pragma", "secure_delete(1)")
+	}
 	write, err := sql.Open("sqlite", fileURI(abs, w))
 	if err != nil {
 		return nil, fmt.Errorf("store: opening %s: %w", filepath.Base(abs), err)
@@ -100,12 +114,16 @@ func OpenSQLite(ctx context.Context, path string, opts SQLiteOptions) (*SQLite, 
 	write.SetMaxIdleConns(1)
 	write.SetConnMaxLifetime(0)
 	write.SetConnMaxIdleTime(0)
-	s := &SQLite{path: abs, write: write}
+	s := &SQLite{path: abs, write: write, phi: opts.PHI, fuzzy: opts.PHIFuzzyIndex}
 	if err := write.PingContext(ctx); err != nil {
 		write.Close()
 		return nil, fmt.Errorf("store: opening %s: %w", filepath.Base(abs), err)
 	}
 	if err := s.migrate(ctx); err != nil {
+		write.Close()
+		return nil, err
+	}
+	if err := s.setupPHI(ctx); err != nil {
 		write.Close()
 		return nil, err
 	}

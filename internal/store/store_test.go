@@ -17,7 +17,7 @@ import (
 
 func openTest(t *testing.T) *SQLite {
 	t.Helper()
-	s, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "radflow.db"), SQLiteOptions{})
+	s, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "radflow.db"), testSQLiteOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +225,7 @@ func TestReopenKeepsData(t *testing.T) {
 	}
 	path := filepath.Join(dir, "radflow.db")
 	ctx := context.Background()
-	s, err := OpenSQLite(ctx, path, SQLiteOptions{})
+	s, err := OpenSQLite(ctx, path, testSQLiteOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +242,7 @@ func TestReopenKeepsData(t *testing.T) {
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("database not at its path: %v", err)
 	}
-	s, err = OpenSQLite(ctx, path, SQLiteOptions{}) // migrations run again: no-op
+	s, err = OpenSQLite(ctx, path, testSQLiteOptions()) // migrations run again: no-op
 	if err != nil {
 		t.Fatal(err)
 	}
