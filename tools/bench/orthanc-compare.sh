@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# orthanc-compare.sh: store the same distinct 0.5 MB CT instances into
+# radflow serve and into Orthanc (Debian package, SQLite index) on this
+# machine, and print instances/s for
+#   C-STORE over 1 association (storescu),
+#   C-STORE over 4 parallel associations (4 storescu processes),
+#   STOW-RS, 10 instances per request, over 4 connections.
+# Every run starts a fresh server on a fresh temporary data directory;
+# the figure is the median of REPS runs (wall time from the first
+# connection to the last response, server start excluded).
+#
+# Needs: go, storescu (dcmtk), Orthanc and its DICOMweb plugin
+# (apt-get install -y orthanc orthanc-dicomweb; the package's system
+# service is not used). Environment:
+#   N      instances per run (default 500)
+#   REPS   runs per figure (default 3)
+#   SRC    source Part 10 file (default ../shared/dicom/cornerstoneWADOImageLoader/CTImage.dcm)
+#   ORTHANC_SYNC  "true false" (default): Orthanc's SyncStorageArea values to measure
+#   ONLY   "radflow" or "orthanc" to measure one side
+#   KEEP   1 keeps the temporary directory
+# Durability differs (see docs/operations.md, Performance): radflow
+# acknowledges after the blob fsync, its directory fsync and a WAL fsync
+# (synchronous=FULL); Orthanc fdatasyncs each stored file when
+# SyncStorageArea is true but commits its SQLite index with
+# synchronous=NORMAL in WAL mode (no fsync per commit).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+N=${N:-500}
+REPS=${REPS:-3}
+SRC=${SRC:-../shared/dicom/cornerstoneWADOImageLoader/CTImage.dcm}
+ORTHANC_SYNC=${ORTHANC_SYNC:-"true false"}
+ONLY=${ONLY:-}
+ORTHANC=${ORTHANC:-Orthanc}
+DICOMWEB_PLUGIN=${DICOMWEB_PLUGIN:-/usr/share/orthanc/plugins/libOrthancDicomWeb.so}
+export TCP_NODELAY=1
+
+[ -f "$SRC" ] || { echo "source file $SRC absent (lay out /work/shared beside the repository)" >&2; exit 2; }
+command -v storescu >/dev/null || { echo "storescu (dcmtk) not found" >&2; exit 2; }
+
+TMP=$(mktemp -d /var/tmp/orthanc-compare.XXXXXX)
+SERVER_PID=
+cleanup() {
+	if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+	[ "${KEEP:-0}" = 1 ] || rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+go build -o "$TMP/radflow" ./cmd/radflow
+go build -o "$TMP/loadgen" ./tools/bench/loadgen
+"$TMP/loadgen" copies -src "$SRC" -out "$TMP/files" -n "$N"
+# Four disjoint lists for the four associations.
+for a in 0 1 2 3; do
+	ls "$TMP"/files/*.dcm | awk -v a=$a 'NR % 4 == a' > "$TMP/list$a"
+done
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+wait_http() { # url
+	for _ in $(seq 1 200); do curl -sf -o /dev/null "$1" && return 0; sleep 0.05; done
+	echo "server did not answer $1" >&2; return 1
+}
+
+stop_server() {
+	kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=
+}
+
+# start_radflow DIR: sets DPORT HPORT AET STOWURL COUNT_CMD
+start_radflow() {
+	local d=$1; mkdir -p "$d"
+	DPORT=$(free_port); HPORT=$(free_port); AET=RADFLOW
+	"$TMP/radflow" serve --data "$d" --dicom "127.0.0.1:$DPORT" --http "127.0.0.1:$HPORT" \
+		--workers 0 --max-queue-depth 0 --min-free-disk 0 --log-level warn --orphan-age 0 >"$d/log" 2>&1 &
+	SERVER_PID=$!
+	wait_http "http://127.0.0.1:$HPORT/healthz"
+	STOWURL="http://127.0.0.1:$HPORT/dicomweb"
+	COUNT_CMD="find $d/blobs -name '*.dcm' | wc -l"
+}
+
+# start_orthanc DIR SYNC
+start_orthanc() {
+	local d=$1 sync=$2; mkdir -p "$d"
+	DPORT=$(free_port); HPORT=$(free_port); AET=ORTHANC
+	cat > "$d/config.json" <<JSON
+{
+  "Name": "bench", "StorageDirectory": "$d/storage", "IndexDirectory": "$d/index",
+  "HttpPort": $HPORT, "DicomPort": $DPORT, "DicomAet": "ORTHANC",
+  "RemoteAccessAllowed": false, "AuthenticationEnabled": false,
+  "DicomCheckCalledAet": false, "StorageCompression": false, "SyncStorageArea": $sync,
+  "Plugins": ["$DICOMWEB_PLUGIN"],
+  "DicomWeb": {"Enable": true, "Root": "/dicom-web/"}
+}
+JSON
+	"$ORTHANC" "$d/config.json" >"$d/log" 2>&1 &
+	SERVER_PID=$!
+	wait_http "http://127.0.0.1:$HPORT/system"
+	STOWURL="http://127.0.0.1:$HPORT/dicom-web"
+	COUNT_CMD="curl -sf http://127.0.0.1:$HPORT/statistics | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"CountInstances\"])'"
+}
+
+now() { date +%s.%N; }
+
+# run_one SERVER(radflow|orthanc-sync|orthanc-nosync) WORKLOAD(cstore1|cstore4|stow4): prints instances/s
+run_one() {
+	local server=$1 wl=$2 d="$TMP/run-$1-$2-$RANDOM"
+	case $server in
+	radflow) start_radflow "$d" ;;
+	orthanc-true) start_orthanc "$d" true ;;
+	orthanc-false) start_orthanc "$d" false ;;
+	esac
+	local t0 t1 pids=()
+	t0=$(now)
+	case $wl in
+	cstore1) storescu -q -aec "$AET" 127.0.0.1 "$DPORT" "$TMP"/files/*.dcm ;;
+	cstore4)
+		for a in 0 1 2 3; do
+			xargs -a "$TMP/list$a" storescu -q -aec "$AET" 127.0.0.1 "$DPORT" & pids+=($!)
+		done
+		for p in "${pids[@]}"; do wait "$p"; done ;;
+	stow4) "$TMP/loadgen" stow -url "$STOWURL" -dir "$TMP/files" -per 10 -conns 4 >/dev/null ;;
+	esac
+	t1=$(now)
+	local got; got=$(eval "$COUNT_CMD")
+	stop_server
+	rm -rf "$d"
+	if [ "$got" != "$N" ]; then echo "$server $wl: stored $got of $N" >&2; exit 1; fi
+	python3 -c "print('%.1f' % ($N / ($t1 - $t0)))"
+}
+
+median() { tr ' ' '\n' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+servers=()
+[ "$ONLY" = orthanc ] || servers+=(radflow)
+if [ "$ONLY" != radflow ]; then
+	command -v "$ORTHANC" >/dev/null || { echo "Orthanc not found (apt-get install -y orthanc orthanc-dicomweb)" >&2; exit 2; }
+	for s in $ORTHANC_SYNC; do servers+=("orthanc-$s"); done
+fi
+
+printf '%s distinct instances of %s (%s bytes), median of %s runs, %s CPUs\n' "$N" "$(basename "$SRC")" "$(stat -c %s "$SRC")" "$REPS" "$(nproc)"
+printf '%-32s %14s %14s %14s\n' server "C-STORE x1" "C-STORE x4" "STOW 10/req x4"
+for s in "${servers[@]}"; do
+	row=()
+	for wl in cstore1 cstore4 stow4; do
+		vals=()
+		for _ in $(seq 1 "$REPS"); do vals+=("$(run_one "$s" "$wl")"); done
+		row+=("$(echo "${vals[@]}" | median)")
+		echo "  $s $wl: ${vals[*]}" >&2
+	done
+	case $s in
+	radflow) label="radflow (fsync blob+dir+WAL)" ;;
+	orthanc-true) label="Orthanc SyncStorageArea=true" ;;
+	orthanc-false) label="Orthanc SyncStorageArea=false" ;;
+	esac
+	printf '%-32s %14s %14s %14s\n' "$label" "${row[@]}"
+done
