@@ -356,7 +356,7 @@ func (d *deider) unlisted(e *sdicom.Element, vr string, m mode) *sdicom.Element 
 		d.res.Replaced++
 		return dummyElement(e, vr, d.keys)
 	}
-	if m.clean && textVR(vr) && !codeAttrs[e.Tag] {
+	if m.clean && textVR(vr) {
 		return d.cleanElement(e)
 	}
 	return e
@@ -390,6 +390,10 @@ func (d *deider) apply(e *sdicom.Element, vr string, act Action, m mode) *sdicom
 	case ActClean:
 		if isSeq {
 			return d.recurse(e, items, mode{dummy: m.dummy, dummyCodes: m.dummyCodes, clean: true})
+		}
+		if _, text := e.Value.GetValue().([]string); !text {
+			d.res.Removed++ // a binary value (Maker Note, Device Setting Description) cannot be cleaned
+			return nil
 		}
 		return d.cleanElement(e)
 	case ActUID:
