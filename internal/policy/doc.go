@@ -1,0 +1,40 @@
+// Package policy is radflow's authorization decision point: an embedded OPA
+// (Open Policy Agent v1) engine that evaluates data.radflow.authz.decision
+// from the Rego policy in policies/ (or an operator's policy directory) for
+// each request and answers allow or deny.
+//
+// # API
+//
+//	eng, err := policy.New(policy.Config{Dir: "/etc/radflow/policy"}) // Dir "" = embedded default
+//	defer eng.Close()
+//	d, err := eng.Decide(ctx, policy.Input{
+//		Subject:  policy.Subject{ID: "u-17", Kind: "user", Roles: []string{"radiologist"}, Organisation: "org-a"},
+//		Action:   "study:read",
+//		Resource: policy.Resource{Type: "study", StudyInstanceUID: "1.2.3", Organisation: "org-a"},
+//		Context:  policy.Context{PurposeOfUse: "TREAT", ClientAddress: "192.0.2.1"},
+//	})
+//	// d.Allow, d.ID (UUID for the audit record), d.BreakGlass, d.Reasons
+//
+// Decide is default deny: an evaluation error, an undefined result or a
+// decision that is not {allow: bool, break_glass: bool, reasons: [string]}
+// gives Allow false with a reason, and the error (ErrEvaluation,
+// ErrUndefined, ErrMalformedDecision, ErrInvalidInput) for logging. A plain
+// deny is not an error.
+//
+// # Reload
+//
+// With Config.Dir set, the *.rego files of that directory (not *_test.rego)
+// replace the embedded policy. The engine hashes them every
+// Config.PollInterval (default 2 s) and recompiles on change; a policy that
+// fails to compile is logged and kept out, the previous prepared query stays
+// in force, and LastReloadError reports the failure until a later reload
+// succeeds. Reload forces the same check now (e.g. on SIGHUP). The prepared
+// query is swapped atomically: a Decide in flight finishes on the policy it
+// started with.
+//
+// It owns: compiling and evaluating the policy, input validation, the
+// decision ID, default deny, reloads. It does not own: the policy text
+// (package policies), authentication (who the subject is), mapping routes
+// and DIMSE operations to actions (the integrator; see
+// docs/security-authz.md), or writing the audit record.
+package policy
