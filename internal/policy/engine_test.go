@@ -111,7 +111,11 @@ func TestDecideScenarios(t *testing.T) {
 		{"referring same organisation", request([]string{"referring_physician"}, "study:read"), true, false, "role referring_physician grants study:read within its organisation"},
 		{"referring other organisation", otherOrg(request([]string{"referring_physician"}, "study:read")), false, false, "study:read is limited to the subject's organisation"},
 		{"referring other organisation result", otherOrg(request([]string{"referring_physician"}, "result:read")), false, false, "result:read is limited to the subject's organisation"},
-		{"referring unknown resource organisation", func() Input { in := request([]string{"referring_physician"}, "study:read"); in.Resource.Organisation = ""; return in }(), false, false, "study:read is limited to the subject's organisation"},
+		{"referring unknown resource organisation", func() Input {
+			in := request([]string{"referring_physician"}, "study:read")
+			in.Resource.Organisation = ""
+			return in
+		}(), false, false, "study:read is limited to the subject's organisation"},
 		{"radiologist other organisation", otherOrg(request([]string{"radiologist"}, "study:read")), true, false, "role radiologist grants study:read"},
 		{"break-glass referring other organisation", glass("stroke alert")(otherOrg(request([]string{"referring_physician"}, "study:read"))), true, true, "break-glass by role referring_physician for study:read"},
 		{"break-glass technologist result", glass("trauma call")(request([]string{"technologist"}, "result:read")), true, true, "break-glass by role technologist for result:read"},
