@@ -21,6 +21,7 @@ func commands() []command {
 	return []command{
 		{"inspect", "print transfer syntax, image attributes and pixel statistics of DICOM files", runInspect},
 		{"infer", "run the matching AI models on DICOM files or directories", runInfer},
+		{"deid", "de-identify DICOM files (PS3.15 Basic Application Level Confidentiality Profile)", runDeid},
 		{"eval", "score a model on a labelled folder (accuracy, sensitivity, ROC AUC, ...)", runEval},
 		{"serve", "run the DICOM (C-STORE) and DICOMweb service with inference workers", runServe},
 		{"worker", "run only inference workers on the data directory of a serve process", runWorker},
