@@ -90,8 +90,7 @@ type xmlParticipantOb struct {
 //     0/4/8, EventOutcomeDescription (outcome, Detail, break-glass
 //     reason), PurposeOfUse (HL7 ActReason).
 //   - ActiveParticipant: the requestor (UserID = subject id or
-//     "anonymous", AlternativeUserID = organisation, network access point
-//     = client IP, RoleIDCode = participation role and the subject's roles
+//     "anonymous", network access point = client IP, RoleIDCode = participation role and the subject's roles
 //     under urn:radflow:role) and radflow (UserID = src.AETitle for DIMSE,
 //     else src.ID).
 //   - AuditSourceIdentification: src.ID, src.SiteID, type 4 (application
@@ -102,7 +101,8 @@ type xmlParticipantOb struct {
 //     Series Instance UID as detail; the model (name@version) as a
 //     processing element (role 26).
 //
-// No patient participant object is written (radflow's records carry no
+// The organisation is not written (the schema has no place for it; the
+// FHIR export carries it). No patient participant object is written (radflow's records carry no
 // patient identifiers); a repository can resolve patients from the study.
 func DICOMAuditMessage(rec Record, src Source) ([]byte, error) {
 	ev := Classify(rec)
@@ -117,7 +117,7 @@ func DICOMAuditMessage(rec Record, src Source) ([]byte, error) {
 	if rec.PurposeOfUse != "" {
 		m.Event.Purpose = []xmlCode{toXMLCode(PurposeCode(rec.PurposeOfUse))}
 	}
-	req := xmlParticipant{UserID: rec.SubjectID, AltUserID: rec.Organisation, UserIsRequestor: true}
+	req := xmlParticipant{UserID: rec.SubjectID, UserIsRequestor: true}
 	if req.UserID == "" {
 		req.UserID = KindAnonymous
 	}
