@@ -7,7 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"os"
+	"io"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -48,7 +48,12 @@ type peerRecorder struct {
 }
 
 func (p *peerRecorder) Store(ctx context.Context, req *StoreRequest) (uint16, error) {
-	b, err := os.ReadFile(req.DataSetPath)
+	f, err := req.OpenDataSet() // in memory or in a temp file
+	if err != nil {
+		return 0, err
+	}
+	b, err := io.ReadAll(f)
+	f.Close()
 	if err != nil {
 		return 0, err
 	}
