@@ -12,7 +12,8 @@
 // handler implements StoreHandler: Store(ctx, *StoreRequest) (status, err) is
 // called once the whole data set of a C-STORE has been streamed to a temp
 // file (StoreRequest.DataSetPath, bytes exactly as received in the
-// context's transfer syntax). StoreRequest.WritePart10File / WritePart10
+// context's transfer syntax), or into memory (StoreRequest.DataSet) when
+// it fits Config.MemoryDataSetLimit. StoreRequest.WritePart10File / WritePart10
 // add preamble, "DICM" and file meta. Handler errors map to statuses:
 // ErrOutOfResources → A700, ErrDataSetMismatch → A900, ErrCannotUnderstand
 // → C000, other → 0110. C-ECHO is answered by the package.

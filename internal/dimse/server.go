@@ -1,6 +1,7 @@
 package dimse
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -16,7 +17,8 @@ import (
 )
 
 // StoreRequest is one received C-STORE, handed to StoreHandler.Store after
-// its whole data set has been written to DataSetPath.
+// its whole data set has been received: into DataSet (memory) when it is
+// at most Config.MemoryDataSetLimit bytes, else into the file DataSetPath.
 type StoreRequest struct {
 	CallingAETitle string   // the peer's AE title (A-ASSOCIATE-RQ)
 	CalledAETitle  string   // our AE title as the peer addressed it
@@ -34,16 +36,27 @@ type StoreRequest struct {
 	// DataSetPath is a temporary file holding the data set bytes exactly as
 	// received (no file meta, no preamble). It is removed after Store
 	// returns unless the handler renamed it away.
+	// It is "" when the data set was received in memory (DataSet).
 	DataSetPath string
-	DataSetSize int64 // bytes in DataSetPath
+	// DataSet holds the data set bytes exactly as received when they fit
+	// Config.MemoryDataSetLimit (DataSetPath is "" then). The server reuses
+	// the buffer after Store returns: the handler must not keep it.
+	DataSet     []byte
+	DataSetSize int64 // bytes in DataSet or DataSetPath
 	// PeerCertificate is the client certificate the TLS handshake verified
 	// (Config.TLSConfig with client auth), nil otherwise; map it to an
 	// identity by its subject CN / SANs (see package auth).
 	PeerCertificate *x509.Certificate
 }
 
-// OpenDataSet opens the received data set bytes for reading.
-func (r *StoreRequest) OpenDataSet() (*os.File, error) { return os.Open(r.DataSetPath) }
+// OpenDataSet opens the received data set bytes (DataSet or DataSetPath)
+// for reading.
+func (r *StoreRequest) OpenDataSet() (io.ReadCloser, error) {
+	if r.DataSetPath == "" {
+		return io.NopCloser(bytes.NewReader(r.DataSet)), nil
+	}
+	return os.Open(r.DataSetPath)
+}
 
 // FileMeta returns the Part 10 file meta for the received instance.
 func (r *StoreRequest) FileMeta() FileMeta {
@@ -118,6 +131,11 @@ type Config struct {
 	IdleTimeout time.Duration
 	// TempDir receives the data set temp files (default os.TempDir()).
 	TempDir string
+	// MemoryDataSetLimit: a data set of at most this many bytes is received
+	// into memory (StoreRequest.DataSet, buffers reused across requests)
+	// rather than a temp file; a larger one spills to a temp file in
+	// TempDir as it arrives. 0 (default): always a temp file.
+	MemoryDataSetLimit int64
 	// Logger receives association events; never PHI (default slog.Default()).
 	Logger *slog.Logger
 	// TLSConfig, when set, makes every accepted connection DICOM TLS
@@ -577,18 +595,23 @@ func (a *association) handleStore(ctxID byte, cmd command) error {
 		return c.sendMessage(ctxID, rsp, nil, 0)
 	}
 
-	f, ferr := os.CreateTemp(a.s.cfg.TempDir, "radflow-dimse-*.ds")
-	var sink io.Writer = io.Discard
-	if ferr == nil {
-		req.DataSetPath = f.Name()
-		defer os.Remove(f.Name())
-		sink = f
+	sp := &spool{dir: a.s.cfg.TempDir, limit: a.s.cfg.MemoryDataSetLimit}
+	defer sp.release() // removes the temp file, recycles the buffer
+	var ferr error
+	var sink io.Writer = sp
+	if sp.limit <= 0 {
+		if ferr = sp.spill(); ferr != nil {
+			sink = io.Discard
+		}
 	}
 	n, werr, err := c.readDataSet(ctxID, sink)
-	if f != nil {
-		if cerr := f.Close(); werr == nil {
+	if sp.f != nil {
+		req.DataSetPath = sp.f.Name()
+		if cerr := sp.f.Close(); werr == nil {
 			werr = cerr
 		}
+	} else if ferr == nil {
+		req.DataSet = sp.buf
 	}
 	if err != nil {
 		return err // aborted mid-transfer: the temp file is removed, the handler never sees it
@@ -622,4 +645,66 @@ func errorComment(err error) string {
 		}
 	}
 	return "processing failure"
+}
+
+// spoolBufs recycles the in-memory data set buffers (Config.MemoryDataSetLimit).
+var spoolBufs sync.Pool
+
+// spool receives one data set: into buf while it fits limit, then into a
+// temp file in dir (holding everything received so far).
+type spool struct {
+	dir   string
+	limit int64
+	buf   []byte
+	f     *os.File
+}
+
+func (s *spool) Write(p []byte) (int, error) {
+	if s.f == nil && int64(len(s.buf)+len(p)) <= s.limit {
+		if s.buf == nil {
+			if b, ok := spoolBufs.Get().(*[]byte); ok {
+				s.buf = (*b)[:0]
+			}
+		}
+		s.buf = append(s.buf, p...)
+		return len(p), nil
+	}
+	if s.f == nil {
+		if err := s.spill(); err != nil {
+			return 0, err
+		}
+	}
+	return s.f.Write(p)
+}
+
+// spill moves to a temp file, writing what buf holds.
+func (s *spool) spill() error {
+	f, err := os.CreateTemp(s.dir, "radflow-dimse-*.ds")
+	if err != nil {
+		return err
+	}
+	s.f = f
+	if len(s.buf) > 0 {
+		if _, err := f.Write(s.buf); err != nil {
+			return err
+		}
+	}
+	s.recycle()
+	return nil
+}
+
+func (s *spool) recycle() {
+	if s.buf != nil && cap(s.buf) <= 64<<20 {
+		b := s.buf[:0]
+		spoolBufs.Put(&b)
+	}
+	s.buf = nil
+}
+
+func (s *spool) release() {
+	if s.f != nil {
+		s.f.Close()
+		os.Remove(s.f.Name())
+	}
+	s.recycle()
 }

@@ -228,6 +228,9 @@ func (g *Ingester) IngestFile(ctx context.Context, path string, info SourceInfo)
 // Created=false and stores nothing. On any failure nothing stays stored: a
 // blob written for a failed commit is deleted.
 //
+// A *bytes.Buffer is read in place, not copied: the caller must not change
+// it until Ingest returns (Ingest does not keep it after).
+//
 // errors: ErrInvalid (wrapping dicom.ErrNotDICOM / dicom.ErrMalformed when
 // parsing failed), ErrBusy (wrapping store.ErrStorageFull for disk space),
 // ErrClosed, ctx's error, or a storage error.
@@ -235,9 +238,16 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, info SourceInfo) (Ou
 	if info.Source != store.SourceDIMSE && info.Source != store.SourceSTOW && info.Source != store.SourceResult {
 		return Outcome{}, fmt.Errorf("ingest: unknown source %q", info.Source)
 	}
-	b, err := io.ReadAll(io.LimitReader(r, g.cfg.MaxInstanceSize+1))
-	if err != nil {
-		return Outcome{}, fmt.Errorf("ingest: reading instance: %w", err)
+	var b []byte
+	if buf, ok := r.(*bytes.Buffer); ok {
+		// Already in memory (the DIMSE handler's Part 10 copy): use it in
+		// place rather than copying half a megabyte again.
+		b = buf.Bytes()
+	} else {
+		var err error
+		if b, err = io.ReadAll(io.LimitReader(r, g.cfg.MaxInstanceSize+1)); err != nil {
+			return Outcome{}, fmt.Errorf("ingest: reading instance: %w", err)
+		}
 	}
 	if int64(len(b)) > g.cfg.MaxInstanceSize {
 		return Outcome{}, fmt.Errorf("%w: larger than %d bytes", ErrInvalid, g.cfg.MaxInstanceSize)

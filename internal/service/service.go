@@ -209,6 +209,8 @@ func New(ctx context.Context, cfg Config) (_ *Service, err error) {
 		if s.dimse, err = dimse.NewServer(dimse.Config{
 			AETitle: cfg.AETitle, CheckCalledAETitle: true, AllowedCallingAETitles: cfg.AllowedCallingAEs,
 			MaxAssociations: cfg.MaxAssociations, TempDir: s.tmpDir, Logger: s.log,
+			// Typical instances arrive in memory, not through a temp file.
+			MemoryDataSetLimit: 64 << 20,
 		}, dimseHandler{s}); err != nil {
 			return nil, err
 		}
