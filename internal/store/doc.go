@@ -10,6 +10,8 @@
 // ModalitiesInStudy, limit/offset) and the BlobStore interface with its
 // filesystem implementation (temp file, fsync, rename, fsync directory),
 // the Codec seam for encryption at rest, and the free-space watermark check.
+// With SQLiteOptions.PHI it stores the PHI columns encrypted and matches
+// them through HMAC blind indexes (phi.go; keys come from package keys).
 //
 // It does not own: parsing DICOM (package dicom), deciding what is stored
 // (package ingest), jobs (package queue, which shares the SQLite file and
