@@ -76,7 +76,8 @@ type Summary struct {
 // HMAC matches, seq runs 1, 2, 3, ... without gaps or reordering, each
 // prev_hash is the previous record's hash across segment files, and no
 // segment file is missing. It returns the summary and nil, or the first
-// problem as a *Problem (wrapping ErrTampered), or an I/O error.
+// problem as a *Problem (wrapping ErrTampered) or an I/O error, with the
+// summary of the records verified before it.
 //
 // Verify cannot detect the removal of whole records from the end of the
 // trail (the tail is not anchored): compare Summary.LastSeq/LastHash with
@@ -86,7 +87,7 @@ func Verify(dir string, key []byte) (Summary, error) { return Scan(dir, key, nil
 // Scan verifies like Verify and calls fn (when non-nil) with each record,
 // in order, before moving on; records after a problem are not passed. An
 // error from fn stops the scan and is returned as is.
-func Scan(dir string, key []byte, fn func(Record) error) (Summary, error) {
+func Scan(dir string, key []byte, fn func(Record) error) (sum Summary, err error) {
 	if len(key) == 0 {
 		return Summary{}, fmt.Errorf("%w: empty", ErrKey)
 	}
@@ -95,7 +96,10 @@ func Scan(dir string, key []byte, fn func(Record) error) (Summary, error) {
 		return Summary{}, err
 	}
 	c := &chain{mac: newMAC(key), known: true}
-	var sum Summary
+	defer func() { // also on a problem: what was verified before it
+		sum.Records, sum.LastSeq, sum.LastHash = c.count, c.seq, c.prev
+		sum.FirstTime, sum.LastTime = c.firstTime, c.lastTime
+	}()
 	for i, s := range segs {
 		want := 1
 		if i > 0 {
@@ -114,8 +118,6 @@ func Scan(dir string, key []byte, fn func(Record) error) (Summary, error) {
 		}
 		sum.Segments++
 	}
-	sum.Records, sum.LastSeq, sum.LastHash = c.count, c.seq, c.prev
-	sum.FirstTime, sum.LastTime = c.firstTime, c.lastTime
 	return sum, nil
 }
 
