@@ -26,7 +26,6 @@ func commands() []command {
 		{"serve", "run the DICOM (C-STORE) and DICOMweb service with inference workers", runServe},
 		{"worker", "run only inference workers on the data directory of a serve process", runWorker},
 		{"audit", "verify the audit trail or export it as FHIR AuditEvent / DICOM audit messages", runAudit},
-		{"audit", "verify the audit trail or export it as FHIR AuditEvent / DICOM audit messages", runAudit},
 		{"keys", "rotate, re-wrap, retire and list the key-encryption keys of encryption at rest", runKeys},
 		{"certs", "write a development CA, server and client certificate for HTTPS and DICOM TLS", runCerts},
 		{"tokens", "create, list and revoke service-account API tokens", runTokens},
