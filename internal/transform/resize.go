@@ -72,16 +72,23 @@ func Resize(src []float32, sw, sh int, dst []float32, dw, dh int) error {
 		}
 		img = tmp
 	}
+	// Vertical pass row by row (contiguous reads) into a float64
+	// accumulator row; each output still sums its taps in ascending j, so
+	// the result is bit-identical to the per-pixel loop.
+	acc := make([]float64, dw)
 	for y := 0; y < dh; y++ {
 		lo, n := vb[2*y], vb[2*y+1]
 		k := vk[y*vks : y*vks+n]
-		out := dst[y*dw : (y+1)*dw]
-		for x := range out {
-			ss := 0.0
-			for j, w := range k {
-				ss += float64(img[(lo+j)*dw+x]) * w
+		clear(acc)
+		for j, w := range k {
+			row := img[(lo+j)*dw : (lo+j+1)*dw]
+			for x, v := range row {
+				acc[x] += float64(v) * w
 			}
-			out[x] = float32(ss)
+		}
+		out := dst[y*dw : (y+1)*dw]
+		for x, v := range acc {
+			out[x] = float32(v)
 		}
 	}
 	return nil
