@@ -25,6 +25,8 @@ var (
 	// ErrFailed wraps the write or fsync error that stopped the trail;
 	// every later Append returns it until the trail is reopened.
 	ErrFailed = errors.New("audit: trail failed")
+	// ErrLocked is returned by Open when another process has the trail open.
+	ErrLocked = errors.New("audit: trail is open in another process")
 )
 
 // Config configures Open.
@@ -54,6 +56,7 @@ type Config struct {
 type Trail struct {
 	cfg        Config
 	forwarders []*Forwarder
+	lock       *os.File
 
 	mu      sync.Mutex
 	queue   []*pending
@@ -84,7 +87,9 @@ type pending struct {
 // (wrapping ErrTampered) and the trail is not opened. A final line left
 // without its newline by a crash during an unacknowledged write is cut off
 // and an audit:recovered record (detail: segment, truncated_bytes) is
-// appended in its place. Errors: ErrKey for a short key, os errors.
+// appended in its place. The directory is locked (<dir>/.lock, flock) for
+// the trail's life. Errors: ErrKey for a short key, ErrLocked when another
+// process has it open, os errors.
 func Open(cfg Config) (*Trail, error) {
 	if len(cfg.Key) < KeySize {
 		return nil, fmt.Errorf("%w: %d bytes, want at least %d", ErrKey, len(cfg.Key), KeySize)
@@ -105,9 +110,16 @@ func Open(cfg Config) (*Trail, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("audit: create directory: %w", err)
 	}
-	t := &Trail{cfg: cfg, mac: newMAC(cfg.Key), wake: make(chan struct{}, 1), done: make(chan struct{})}
+	lock, err := lockDir(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	t := &Trail{cfg: cfg, lock: lock, mac: newMAC(cfg.Key), wake: make(chan struct{}, 1), done: make(chan struct{})}
 	recovered, err := t.resume()
 	if err != nil {
+		if lock != nil {
+			lock.Close()
+		}
 		return nil, err
 	}
 	for _, s := range cfg.Sinks {
@@ -253,6 +265,17 @@ func (t *Trail) Append(ctx context.Context, rec Record) error {
 	}
 }
 
+// Err returns nil while the trail accepts records, else why not: ErrClosed
+// or the sticky ErrFailed (for a readiness check).
+func (t *Trail) Err() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return ErrClosed
+	}
+	return t.err
+}
+
 // Last returns the seq and hash of the last durable record (0, "" for an
 // empty trail).
 func (t *Trail) Last() (seq uint64, hash string) {
@@ -261,9 +284,9 @@ func (t *Trail) Last() (seq uint64, hash string) {
 	return t.lastSeq, t.lastHsh
 }
 
-// Close writes what is queued, closes the segment file and stops the
-// forwarders (giving each up to ctx's deadline... here 5 s) to deliver
-// what they hold. Append after Close returns ErrClosed.
+// Close writes what is queued, closes the segment file, releases the lock
+// and stops the forwarders, giving them up to 5 s to deliver what they
+// hold. Append after Close returns ErrClosed.
 func (t *Trail) Close() error {
 	t.mu.Lock()
 	if t.closed {
@@ -281,6 +304,9 @@ func (t *Trail) Close() error {
 	var err error
 	if t.f != nil {
 		err = t.f.Close()
+	}
+	if t.lock != nil {
+		t.lock.Close()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

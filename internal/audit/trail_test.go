@@ -377,6 +377,9 @@ func TestAppendWriteFailureIsStickyError(t *testing.T) {
 	if err := tr.Append(context.Background(), rec(3)); !errors.Is(err, ErrFailed) {
 		t.Fatalf("Append after failure = %v, want sticky ErrFailed", err)
 	}
+	if err := tr.Err(); !errors.Is(err, ErrFailed) {
+		t.Fatalf("Err() = %v, want ErrFailed", err)
+	}
 	tr.Close()
 	good.Close()
 	if sum, err := Verify(dir, testKey); err != nil || sum.Records != 1 {
@@ -410,7 +413,16 @@ func TestAppendFailsInReadOnlyDirectory(t *testing.T) {
 func TestAppendAfterCloseAndBadConfig(t *testing.T) {
 	dir := t.TempDir()
 	tr := openTrail(t, dir, 0)
+	if err := tr.Err(); err != nil {
+		t.Fatalf("Err() of an open trail = %v", err)
+	}
+	if _, err := Open(Config{Dir: dir, Key: testKey}); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Open of one directory = %v, want ErrLocked", err)
+	}
 	tr.Close()
+	if err := tr.Err(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Err() after Close = %v", err)
+	}
 	if err := tr.Append(context.Background(), rec(1)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Append after Close = %v", err)
 	}
