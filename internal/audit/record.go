@@ -78,13 +78,13 @@ type Record struct {
 	// means Append generates a random UUID.
 	EventID string `json:"event_id"`
 	// SubjectID is the acting principal (user id, service account, AE
-	// title); "" only for unauthenticated events. Printable, ≤ 256.
+	// title); "" only for unauthenticated events. Printable, ≤ 1024 bytes.
 	SubjectID string `json:"subject_id,omitempty"`
 	// SubjectKind is user, service, ae, anonymous or system.
 	SubjectKind string `json:"subject_kind"`
 	// Roles of the subject (radiologist, ai_service, ...): [a-z][a-z0-9_]*.
 	Roles []string `json:"roles,omitempty"`
-	// Organisation of the subject. Printable, ≤ 256.
+	// Organisation of the subject. Printable, ≤ 1024 bytes.
 	Organisation string `json:"organisation,omitempty"`
 	// Action is the policy action (study:read, instance:store,
 	// result:read, ...) or authentication, policy, audit:recovered.
@@ -96,8 +96,8 @@ type Record struct {
 	// PurposeOfUse is an HL7 v3 ActReason code (TREAT, HOPERAT, HRESCH, ...).
 	PurposeOfUse string `json:"purpose_of_use,omitempty"`
 	// BreakGlass marks emergency access; BreakGlassReason is the caller's
-	// stated reason (printable, ≤ 512; it is free text, so the UI should
-	// ask for a reason, not for patient details).
+	// stated reason (printable, ≤ 1024 bytes). It is free text and may
+	// hold PHI: it goes to the trail and its exports, never to logs.
 	BreakGlass       bool   `json:"break_glass,omitempty"`
 	BreakGlassReason string `json:"break_glass_reason,omitempty"`
 	// PolicyDecisionID is the policy engine's decision id.
@@ -134,15 +134,18 @@ var (
 	reHTTP     = regexp.MustCompile(`^[1-5][0-9][0-9]$`)
 	reDIMSE    = regexp.MustCompile(`^[0-9A-Fa-f]{4}$`)
 	reMethod   = regexp.MustCompile(`^[A-Z]{3,7}$`)
-	reRoute    = regexp.MustCompile(`^/[A-Za-z0-9/{}._-]{0,127}$`)
+	reRoute    = regexp.MustCompile(`^([A-Z]{3,7} )?/[A-Za-z0-9/{}._$-]{0,255}$`)
 	reSegment  = regexp.MustCompile(`^audit-[0-9]{6}\.jsonl$`)
 )
+
+// maxText bounds the free-text fields (the policy engine's input limit).
+const maxText = 1024
 
 // detailKeys maps each allowed Detail key to its value check.
 var detailKeys = map[string]func(string) bool{
 	"http_status":         reHTTP.MatchString,
 	"http_method":         reMethod.MatchString,
-	"route":               reRoute.MatchString, // route pattern, e.g. /dicomweb/studies/{study}
+	"route":               reRoute.MatchString, // route pattern, e.g. GET /dicomweb/studies/{study}
 	"dimse_status":        reDIMSE.MatchString, // hex, e.g. 0000, A700
 	"operation":           reLowerTok.MatchString,
 	"reason":              reLowerTok.MatchString, // a reason code, e.g. policy_denied
@@ -217,8 +220,8 @@ func (r *Record) Validate() error {
 	default:
 		return invalid("subject_kind: want user, service, ae, anonymous or system")
 	}
-	if !printable(r.SubjectID, 256) {
-		return invalid("subject_id: want printable text of at most 256 bytes")
+	if !printable(r.SubjectID, maxText) {
+		return invalid("subject_id: want printable text of at most 1024 bytes")
 	}
 	if r.SubjectID == "" && r.Outcome != OutcomeUnauthenticated && r.SubjectKind != KindAnonymous {
 		return invalid("subject_id: required unless the outcome is unauthenticated or the subject anonymous")
@@ -231,8 +234,8 @@ func (r *Record) Validate() error {
 			return invalid("roles[%d]: want [a-z][a-z0-9_]{0,63}", i)
 		}
 	}
-	if !printable(r.Organisation, 256) {
-		return invalid("organisation: want printable text of at most 256 bytes")
+	if !printable(r.Organisation, maxText) {
+		return invalid("organisation: want printable text of at most 1024 bytes")
 	}
 	if !reAction.MatchString(r.Action) {
 		return invalid("action: want a policy action such as study:read")
@@ -269,8 +272,8 @@ func (r *Record) Validate() error {
 	if !r.BreakGlass && r.BreakGlassReason != "" {
 		return invalid("break_glass_reason: set without break_glass")
 	}
-	if !printable(r.BreakGlassReason, 512) {
-		return invalid("break_glass_reason: want printable text of at most 512 bytes")
+	if !printable(r.BreakGlassReason, maxText) {
+		return invalid("break_glass_reason: want printable text of at most 1024 bytes")
 	}
 	if r.PolicyDecisionID != "" && !reToken.MatchString(r.PolicyDecisionID) {
 		return invalid("policy_decision_id: want [A-Za-z0-9._:-]{1,128}")

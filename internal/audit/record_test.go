@@ -68,7 +68,8 @@ func TestValidateAcceptsAndRejects(t *testing.T) {
 		Model: "chest-xray@1.2.0"}
 	ok.BreakGlass, ok.BreakGlassReason = true, "stroke alert, attending unavailable"
 	ok.Detail = map[string]string{"dimse_status": "A700", "calling_ae": "CT_SCANNER_1", "sop_class_uid": "1.2.840.10008.5.1.4.1.1.2",
-		"duration_ms": "12.5", "operation": "c-store", "segment": "audit-000001.jsonl"}
+		"duration_ms": "12.5", "operation": "c-store", "segment": "audit-000001.jsonl",
+		"route": "GET /dicomweb/studies/{study}/series/{series}"}
 	ok.ClientAddress = "[2001:db8::1]:104"
 	if err := ok.Validate(); err != nil {
 		t.Fatalf("valid record rejected: %v", err)
