@@ -97,6 +97,12 @@ type dirSyncer interface {
 	SyncDirs(ctx context.Context, keys ...string) error
 }
 
+// durablePutter is a BlobStore that writes a fresh key with its bytes and
+// its name durable on return, syncing both concurrently (*store.FS).
+type durablePutter interface {
+	PutNewDurable(ctx context.Context, key string, r io.Reader) (store.BlobInfo, error)
+}
+
 // Metadata is what Ingest needs from the metadata store (*store.SQLite).
 type Metadata interface {
 	BeginTx(ctx context.Context) (*sql.Tx, error)
@@ -116,6 +122,8 @@ var (
 	_ Metadata  = (*store.SQLite)(nil)
 	_ Jobs      = (*queue.Queue)(nil)
 	_ dirSyncer = (*store.FS)(nil)
+
+	_ durablePutter = (*store.FS)(nil)
 )
 
 // Config configures New. Metadata, Blobs and Jobs are required.
@@ -287,10 +295,15 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, info SourceInfo) (Ou
 	now := time.Now().UTC()
 	in.BlobKey = store.InstanceBlobKey(in.SOPInstanceUID, now)
 	var bi store.BlobInfo
-	ds, deferDirSync := g.cfg.Blobs.(dirSyncer)
-	if deferDirSync {
-		bi, err = ds.PutNew(ctx, in.BlobKey, bytes.NewReader(b))
-	} else {
+	deferDirSync := false
+	switch bs := g.cfg.Blobs.(type) {
+	case durablePutter:
+		// File and directory fsyncs concurrently: one sync's latency.
+		bi, err = bs.PutNewDurable(ctx, in.BlobKey, bytes.NewReader(b))
+	case dirSyncer:
+		deferDirSync = true
+		bi, err = bs.PutNew(ctx, in.BlobKey, bytes.NewReader(b))
+	default:
 		bi, err = g.cfg.Blobs.Put(ctx, in.BlobKey, bytes.NewReader(b))
 	}
 	if err != nil {
