@@ -108,7 +108,7 @@ type Record struct {
 	Protocol string `json:"protocol"`
 	// Detail holds non-PHI facts under the keys of DetailKeys only, each
 	// value checked against its key's syntax (e.g. http_status "403",
-	// dimse_status "0110").
+	// dimse_status "0110"); Append drops keys with empty values.
 	Detail map[string]string `json:"detail,omitempty"`
 	// PrevHash is the Hash of record Seq-1 ("" for Seq 1), set by Append.
 	PrevHash string `json:"prev_hash"`
@@ -294,7 +294,7 @@ func (r *Record) Validate() error {
 		if !ok {
 			return invalid("detail: key not allowed (allowed: %s)", strings.Join(DetailKeys(), ", "))
 		}
-		if !check(v) {
+		if v != "" && !check(v) {
 			return invalid("detail[%s]: value does not match the key's syntax", k)
 		}
 	}

@@ -231,15 +231,17 @@ func (t *Trail) Append(ctx context.Context, rec Record) error {
 	if len(rec.Roles) > 0 {
 		rec.Roles = append([]string(nil), rec.Roles...)
 	}
-	if len(rec.Detail) > 0 {
-		d := make(map[string]string, len(rec.Detail))
-		for k, v := range rec.Detail {
-			d[k] = v
+	var detail map[string]string
+	for k, v := range rec.Detail {
+		if v == "" {
+			continue
 		}
-		rec.Detail = d
-	} else {
-		rec.Detail = nil
+		if detail == nil {
+			detail = make(map[string]string, len(rec.Detail))
+		}
+		detail[k] = v
 	}
+	rec.Detail = detail
 	p := &pending{rec: rec, done: make(chan error, 1)}
 	t.mu.Lock()
 	switch {

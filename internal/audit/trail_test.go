@@ -447,6 +447,7 @@ func TestAppendFillsTimeAndEventID(t *testing.T) {
 	}
 	r := rec(1)
 	r.EventID, r.Time = "", time.Time{}
+	r.Detail = map[string]string{"http_status": "200", "route": ""} // empty: dropped
 	if err := tr.Append(context.Background(), r); err != nil {
 		t.Fatal(err)
 	}
@@ -457,6 +458,9 @@ func TestAppendFillsTimeAndEventID(t *testing.T) {
 	}
 	var got Record
 	json.Unmarshal([]byte(line), &got)
+	if len(got.Detail) != 1 || got.Detail["http_status"] != "200" {
+		t.Fatalf("detail %v, want only http_status", got.Detail)
+	}
 	if !regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`).MatchString(got.EventID) {
 		t.Fatalf("event id %q is not a UUID v4", got.EventID)
 	}
