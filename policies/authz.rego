@@ -111,11 +111,22 @@ grants := {
 organisation_grants := {"referring_physician": {"study:read", "result:read"}}
 
 # ---------------------------------------------------------------------------
-# Input checks. Anything not shaped as documented above is denied with
-# "malformed input: ..." rather than being half-interpreted. Required keys are
-# read with object.get: `not f(input.x)` would be undefined, not true, when x
-# is missing, because OPA evaluates the argument outside the negation.
+# Input checks. Anything not shaped as documented above (every key present,
+# of its type) is denied with "malformed input: ..." rather than being
+# half-interpreted. well_formed is the one check on the hot path; the
+# malformed rules, which name what is wrong, are only evaluated for the
+# reasons of a deny. They read keys with object.get: `not f(input.x)` would
+# be undefined, not true, when x is missing, because OPA evaluates the
+# argument outside the negation.
 # ---------------------------------------------------------------------------
+
+well_formed if {
+	is_string(input.action)
+	input.action != ""
+	string_array(input.subject.roles)
+	is_object(input.resource)
+	is_boolean(input.context.break_glass)
+}
 
 malformed contains "input is not an object" if not is_object(input)
 
@@ -131,26 +142,22 @@ malformed contains "subject is not an object" if {
 
 malformed contains "subject.roles is not an array of strings" if {
 	is_object(input.subject)
-	input.subject.roles != null
-	not string_array(input.subject.roles)
+	not string_array(object.get(input.subject, "roles", null))
 }
 
 malformed contains "resource is not an object" if {
 	is_object(input)
-	input.resource != null
-	not is_object(input.resource)
+	not is_object(object.get(input, "resource", null))
 }
 
 malformed contains "context is not an object" if {
 	is_object(input)
-	input.context != null
-	not is_object(input.context)
+	not is_object(object.get(input, "context", null))
 }
 
 malformed contains "context.break_glass is not a boolean" if {
 	is_object(input.context)
-	input.context.break_glass != null
-	not is_boolean(input.context.break_glass)
+	not is_boolean(object.get(input.context, "break_glass", null))
 }
 
 non_empty_string(s) if {
@@ -229,14 +236,16 @@ grant contains "health:read is open to every subject" if input.action == "health
 
 # Role grants from the grants table.
 grant contains sprintf("role %s grants %s", [r, input.action]) if {
-	some r in roles
+	authenticated
+	some r in input.subject.roles
 	input.action in grants[r]
 	purpose_permits
 }
 
 # Organisation-scoped grants.
 grant contains sprintf("role %s grants %s within its organisation", [r, input.action]) if {
-	some r in roles
+	authenticated
+	some r in input.subject.roles
 	input.action in organisation_grants[r]
 	same_organisation
 	purpose_permits
@@ -245,8 +254,9 @@ grant contains sprintf("role %s grants %s within its organisation", [r, input.ac
 # admin:* — every administrative action (keys, tokens and any added later)
 # belongs to the admin role.
 grant contains sprintf("role admin grants %s", [input.action]) if {
-	"admin" in roles
 	startswith(input.action, "admin:")
+	authenticated
+	"admin" in input.subject.roles
 }
 
 # Break-glass: a clinical role asking to read a study or result outside its
@@ -270,47 +280,50 @@ break_glass_grant contains sprintf("break-glass by role %s for %s", [r, input.ac
 # Deny reasons, reported when nothing grants the request.
 # ---------------------------------------------------------------------------
 
-deny_reason contains sprintf("malformed input: %s", [m]) if some m in malformed
+deny_reason contains sprintf("malformed input: %s", [m]) if {
+	not well_formed
+	some m in malformed
+}
 
 deny_reason contains "subject is not authenticated" if {
-	count(malformed) == 0
+	well_formed
 	not authenticated
 }
 
 deny_reason contains sprintf("no role of the subject grants %s", [input.action]) if {
-	count(malformed) == 0
+	well_formed
 	authenticated
 	not role_could_grant
 }
 
 deny_reason contains sprintf("%s is limited to the subject's organisation", [input.action]) if {
-	count(malformed) == 0
+	well_formed
 	some r in roles
 	input.action in organisation_grants[r]
 	not same_organisation
 }
 
 deny_reason contains sprintf("purpose of use %s does not permit identified PHI access", [purpose]) if {
-	count(malformed) == 0
+	well_formed
 	authenticated
 	not purpose_permits
 }
 
 deny_reason contains "break-glass requires a non-empty reason" if {
-	count(malformed) == 0
+	well_formed
 	break_glass_requested
 	not break_glass_reason_given
 }
 
 deny_reason contains sprintf("break-glass is limited to clinical roles reading studies or results (%s)", [input.action]) if {
-	count(malformed) == 0
+	well_formed
 	break_glass_requested
 	break_glass_reason_given
 	not break_glass_eligible
 }
 
 deny_reason contains sprintf("break-glass does not permit purpose of use %s", [purpose]) if {
-	count(malformed) == 0
+	well_formed
 	break_glass_requested
 	break_glass_reason_given
 	break_glass_eligible
@@ -344,10 +357,10 @@ break_glass_eligible if {
 # ---------------------------------------------------------------------------
 
 decision := {"allow": true, "break_glass": false, "reasons": sort(grant)} if {
-	count(malformed) == 0
+	well_formed
 	count(grant) > 0
 } else := {"allow": true, "break_glass": true, "reasons": sort(break_glass_grant)} if {
-	count(malformed) == 0
+	well_formed
 	count(break_glass_grant) > 0
 } else := {"allow": false, "break_glass": false, "reasons": deny_reasons}
 

@@ -198,7 +198,7 @@ test_break_glass_without_reason_denied[reason] if {
 
 test_break_glass_reason_missing_key_denied if {
 	req := user(["technologist"], "result:read")
-	d := authz.decision with input as object.union(req, {"context": {"break_glass": true}})
+	d := authz.decision with input as json.remove(with_context(req, {"break_glass": true}), ["context/break_glass_reason"])
 	not d.allow
 }
 
@@ -253,7 +253,11 @@ test_malformed[name] if {
 		"subject is a string": object.union(good, {"subject": "user-1"}),
 		"roles is a string": object.union(good, {"subject": object.union(good.subject, {"roles": "radiologist"})}),
 		"roles has a number": object.union(good, {"subject": object.union(good.subject, {"roles": ["radiologist", 1]})}),
+		"roles missing": json.remove(good, ["subject/roles"]),
+		"resource missing": object.remove(good, ["resource"]),
 		"resource is a string": object.union(good, {"resource": "study"}),
+		"context missing": object.remove(good, ["context"]),
+		"break_glass missing": json.remove(good, ["context/break_glass"]),
 		"context is an array": object.union(good, {"context": []}),
 		"break_glass is a string": with_context(good, {"break_glass": "true"}),
 	}

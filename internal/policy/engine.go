@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
 
 	"github.com/radflow/radflow/policies"
@@ -319,7 +320,7 @@ func (c *compiled) eval(ctx context.Context, in Input) (Decision, error) {
 	if err := ctx.Err(); err != nil {
 		return deny("policy evaluation failed; denied by default"), fmt.Errorf("%w: %w", ErrEvaluation, err)
 	}
-	rs, err := c.pq.Eval(ctx, rego.EvalParsedInput(in.value()))
+	rs, err := c.pq.Eval(ctx, rego.EvalParsedInput(in.value()), noMetrics, asTerm)
 	if err != nil {
 		return deny("policy evaluation failed; denied by default"), fmt.Errorf("%w: %w", ErrEvaluation, err)
 	}
@@ -336,35 +337,68 @@ func (c *compiled) eval(ctx context.Context, in Input) (Decision, error) {
 	return d, nil
 }
 
+// Per-evaluation options: no metrics collection, and the result left as an
+// OPA term (parseDecision reads it) instead of converted to Go maps.
+var (
+	noMetrics = rego.EvalMetrics(metrics.NoOp())
+	asTerm    = rego.EvalGenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil })
+)
+
 func deny(reason string) Decision { return Decision{Reasons: []string{reason}} }
+
+var kAllow, kReasons = ast.StringTerm("allow"), ast.StringTerm("reasons")
 
 // parseDecision accepts exactly {"allow": bool, "break_glass": bool,
 // "reasons": [string, ...]} (reasons non-empty; break_glass only with
-// allow). Extra keys are ignored.
+// allow). Extra keys are ignored. v is the *ast.Term handed back by
+// asTerm, or a Go value from a policy evaluated without it.
 func parseDecision(v any) (Decision, error) {
-	m, ok := v.(map[string]any)
+	t, ok := v.(*ast.Term)
 	if !ok {
 		return Decision{}, fmt.Errorf("%w: %T, want an object", ErrMalformedDecision, v)
 	}
+	obj, ok := t.Value.(ast.Object)
+	if !ok {
+		return Decision{}, fmt.Errorf("%w: %s, want an object", ErrMalformedDecision, ast.ValueName(t.Value))
+	}
 	var d Decision
-	if d.Allow, ok = m["allow"].(bool); !ok {
-		return Decision{}, fmt.Errorf("%w: allow is %T, want bool", ErrMalformedDecision, m["allow"])
+	b, err := boolField(obj, kAllow)
+	if err != nil {
+		return Decision{}, err
 	}
-	if d.BreakGlass, ok = m["break_glass"].(bool); !ok {
-		return Decision{}, fmt.Errorf("%w: break_glass is %T, want bool", ErrMalformedDecision, m["break_glass"])
+	d.Allow = b
+	if d.BreakGlass, err = boolField(obj, kBreakGlass); err != nil {
+		return Decision{}, err
 	}
-	rs, ok := m["reasons"].([]any)
-	if !ok || len(rs) == 0 {
+	var rs *ast.Array
+	if r := obj.Get(kReasons); r != nil {
+		rs, _ = r.Value.(*ast.Array)
+	}
+	if rs == nil || rs.Len() == 0 {
 		return Decision{}, fmt.Errorf("%w: reasons is not a non-empty array", ErrMalformedDecision)
 	}
-	d.Reasons = make([]string, len(rs))
-	for i, r := range rs {
-		if d.Reasons[i], ok = r.(string); !ok {
-			return Decision{}, fmt.Errorf("%w: reasons[%d] is %T, want string", ErrMalformedDecision, i, r)
+	d.Reasons = make([]string, rs.Len())
+	for i := range rs.Len() {
+		s, ok := rs.Elem(i).Value.(ast.String)
+		if !ok {
+			return Decision{}, fmt.Errorf("%w: reasons[%d] is %s, want string", ErrMalformedDecision, i, ast.ValueName(rs.Elem(i).Value))
 		}
+		d.Reasons[i] = string(s)
 	}
 	if d.BreakGlass && !d.Allow {
 		return Decision{}, fmt.Errorf("%w: break_glass without allow", ErrMalformedDecision)
 	}
 	return d, nil
+}
+
+func boolField(obj ast.Object, k *ast.Term) (bool, error) {
+	v := obj.Get(k)
+	if v == nil {
+		return false, fmt.Errorf("%w: %s is missing", ErrMalformedDecision, k.Value)
+	}
+	b, ok := v.Value.(ast.Boolean)
+	if !ok {
+		return false, fmt.Errorf("%w: %s is %s, want boolean", ErrMalformedDecision, k.Value, ast.ValueName(v.Value))
+	}
+	return bool(b), nil
 }

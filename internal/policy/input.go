@@ -142,6 +142,14 @@ func checkString(name, v string) error {
 	return nil
 }
 
+// Object keys of the input document, built once.
+var (
+	kSubject, kAction, kResource, kContext     = ast.StringTerm("subject"), ast.StringTerm("action"), ast.StringTerm("resource"), ast.StringTerm("context")
+	kID, kKind, kRoles, kOrganisation          = ast.StringTerm("id"), ast.StringTerm("kind"), ast.StringTerm("roles"), ast.StringTerm("organisation")
+	kType, kStudyUID, kSOPUID, kAttributes     = ast.StringTerm("type"), ast.StringTerm("study_instance_uid"), ast.StringTerm("sop_instance_uid"), ast.StringTerm("attributes")
+	kPurpose, kBreakGlass, kReason, kTime, kIP = ast.StringTerm("purpose_of_use"), ast.StringTerm("break_glass"), ast.StringTerm("break_glass_reason"), ast.StringTerm("time"), ast.StringTerm("client_address")
+)
+
 // value builds the policy input directly as an OPA value, avoiding the JSON
 // round trip rego.EvalInput would make. Keys match the JSON tags.
 func (in *Input) value() ast.Value {
@@ -155,26 +163,26 @@ func (in *Input) value() ast.Value {
 	}
 	s := ast.StringTerm
 	return ast.NewObject(
-		ast.Item(s("subject"), ast.ObjectTerm(
-			ast.Item(s("id"), s(in.Subject.ID)),
-			ast.Item(s("kind"), s(in.Subject.Kind)),
-			ast.Item(s("roles"), ast.ArrayTerm(roles...)),
-			ast.Item(s("organisation"), s(in.Subject.Organisation)),
+		ast.Item(kSubject, ast.ObjectTerm(
+			ast.Item(kID, s(in.Subject.ID)),
+			ast.Item(kKind, s(in.Subject.Kind)),
+			ast.Item(kRoles, ast.ArrayTerm(roles...)),
+			ast.Item(kOrganisation, s(in.Subject.Organisation)),
 		)),
-		ast.Item(s("action"), s(in.Action)),
-		ast.Item(s("resource"), ast.ObjectTerm(
-			ast.Item(s("type"), s(in.Resource.Type)),
-			ast.Item(s("study_instance_uid"), s(in.Resource.StudyInstanceUID)),
-			ast.Item(s("sop_instance_uid"), s(in.Resource.SOPInstanceUID)),
-			ast.Item(s("organisation"), s(in.Resource.Organisation)),
-			ast.Item(s("attributes"), ast.ObjectTerm(attrs...)),
+		ast.Item(kAction, s(in.Action)),
+		ast.Item(kResource, ast.ObjectTerm(
+			ast.Item(kType, s(in.Resource.Type)),
+			ast.Item(kStudyUID, s(in.Resource.StudyInstanceUID)),
+			ast.Item(kSOPUID, s(in.Resource.SOPInstanceUID)),
+			ast.Item(kOrganisation, s(in.Resource.Organisation)),
+			ast.Item(kAttributes, ast.ObjectTerm(attrs...)),
 		)),
-		ast.Item(s("context"), ast.ObjectTerm(
-			ast.Item(s("purpose_of_use"), s(in.Context.PurposeOfUse)),
-			ast.Item(s("break_glass"), ast.BooleanTerm(in.Context.BreakGlass)),
-			ast.Item(s("break_glass_reason"), s(in.Context.BreakGlassReason)),
-			ast.Item(s("time"), s(in.Context.Time)),
-			ast.Item(s("client_address"), s(in.Context.ClientAddress)),
+		ast.Item(kContext, ast.ObjectTerm(
+			ast.Item(kPurpose, s(in.Context.PurposeOfUse)),
+			ast.Item(kBreakGlass, ast.BooleanTerm(in.Context.BreakGlass)),
+			ast.Item(kReason, s(in.Context.BreakGlassReason)),
+			ast.Item(kTime, s(in.Context.Time)),
+			ast.Item(kIP, s(in.Context.ClientAddress)),
 		)),
 	)
 }
