@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -55,8 +56,8 @@ type auditFlags struct {
 }
 
 func (a *auditFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&a.data, "data", "./radflow-data", "data `DIR` of the serve process; the trail is DIR/audit")
-	fs.StringVar(&a.keyFile, "audit-key-file", "", "HMAC key `FILE` (hex); default DIR/keys/audit-hmac.key")
+	fs.StringVar(&a.data, "data", "./radflow-data", "data `DIR` of the serve process; the trail is DIR/audit [RADFLOW_DATA]")
+	fs.StringVar(&a.keyFile, "audit-key-file", "", "HMAC key `FILE` (hex); default DIR/keys/audit-hmac.key [RADFLOW_AUDIT_KEY_FILE]")
 }
 
 // open returns the audit directory and key.
@@ -80,7 +81,6 @@ func parseAuditFlags(name string, args []string, stderr io.Writer, extra func(*f
 	if extra != nil {
 		extra(fs)
 	}
-	helpWithEnv(fs)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, auditUsage+"\nFlags:\n")
 		fs.PrintDefaults()
@@ -92,9 +92,14 @@ func parseAuditFlags(name string, args []string, stderr io.Writer, extra func(*f
 		fmt.Fprintf(stderr, "radflow audit %s: unexpected arguments %q\n", name, fs.Args())
 		return nil, nil, false
 	}
-	if err := applyLayers(fs, ""); err != nil {
-		fmt.Fprintf(stderr, "radflow audit %s: %v\n", name, err)
-		return nil, nil, false
+	// --data and --audit-key-file fall back to the environment of serve
+	// (RADFLOW_DATA, RADFLOW_AUDIT_KEY_FILE); the other flags do not.
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for _, n := range []string{"data", "audit-key-file"} {
+		if v, ok := os.LookupEnv(envName(n)); ok && !set[n] {
+			_ = fs.Set(n, v)
+		}
 	}
 	return fs, a, true
 }

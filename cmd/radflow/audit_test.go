@@ -76,6 +76,11 @@ func TestAuditVerifyCLI(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(other, "keys")); !os.IsNotExist(err) {
 		t.Fatal("verify created a key directory")
 	}
+	// --data from the environment, as for serve.
+	t.Setenv("RADFLOW_DATA", data)
+	if rc, out, _ := runCLI("audit", "verify"); rc != 1 || !strings.Contains(out, "audit-000001.jsonl:2") {
+		t.Fatalf("RADFLOW_DATA: rc %d out %q", rc, out)
+	}
 	if rc, _, _ := runCLI("audit", "frobnicate"); rc != 2 {
 		t.Fatalf("unknown subcommand rc %d", rc)
 	}
