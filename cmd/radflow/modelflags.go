@@ -16,6 +16,7 @@ type modelFlags struct {
 	ortLib   string
 	provider string
 	threads  int
+	spinning bool
 }
 
 func (m *modelFlags) register(fs *flag.FlagSet) {
@@ -23,6 +24,7 @@ func (m *modelFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&m.ortLib, "ort-lib", "", "ONNX Runtime shared library `PATH`; default $RADFLOW_ORT_LIB, then the cache that scripts/fetch-ort.sh fills")
 	fs.StringVar(&m.provider, "provider", envOr("RADFLOW_PROVIDER", "cpu"), "execution provider: cpu, cuda or tensorrt (needs a GPU build of ONNX Runtime) [RADFLOW_PROVIDER]")
 	fs.IntVar(&m.threads, "threads", 1, "ONNX Runtime intra-op threads per session")
+	fs.BoolVar(&m.spinning, "ort-spinning", false, "let ONNX Runtime's threads busy-wait for work (lower latency; burns CPU while idle, so off on shared hosts)")
 }
 
 func (m *modelFlags) runner() (*pipeline.Runner, error) {
@@ -43,6 +45,7 @@ func (m *modelFlags) runner() (*pipeline.Runner, error) {
 		LibraryPath:    m.ortLib,
 		Provider:       inference.Provider(m.provider),
 		IntraOpThreads: m.threads,
+		Spinning:       m.spinning,
 	}), nil
 }
 
