@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Installs what radflow needs to build, test and run on Debian/Ubuntu:
-# the C codec libraries (cgo), dcmtk and dicom3tools for interoperability
-# tests, and PyTorch/ONNX from Debian for the training tools. Idempotent;
+# the C codec libraries (cgo); dcmtk, dicom3tools (dciodvfy) and GDCM's tools
+# (gdcmanon) for interoperability tests; openssl and curl for the TLS and
+# STOW-RS tests; PyTorch/ONNX/pydicom from Debian for the training tools. Idempotent;
 # a no-op when everything is present. Uses sudo when not root.
 set -euo pipefail
 
 pkgs=(
   build-essential pkg-config
   libgdcm-dev libcharls-dev libopenjp2-7-dev libjpeg62-turbo-dev
-  dcmtk dicom3tools
-  python3-torch python3-onnx python3-pil python3-numpy python3-yaml
+  dcmtk dicom3tools libgdcm-tools openssl curl
+  python3-torch python3-onnx python3-pil python3-numpy python3-yaml python3-pydicom
 )
 
 missing=()
