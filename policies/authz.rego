@@ -66,12 +66,13 @@ break_glass_actions := {"study:read", "result:read"}
 # required: a request without X-Purpose-Of-Use is taken as treatment or
 # operations, which is what every clinical viewer sends implicitly. A request
 # that does state a purpose is held to it, so e.g. HRESCH (research) cannot
-# read identified studies; research goes through deid.
-identified_purposes := {"TREAT", "ETREAT", "HOPERAT"}
+# read identified studies; research goes through deid. "" stands for "not
+# stated".
+identified_purposes := {"", "TREAT", "ETREAT", "HOPERAT"}
 
 # Break-glass is an emergency-treatment mechanism: with a stated purpose it
-# must be treatment or emergency treatment.
-break_glass_purposes := {"TREAT", "ETREAT"}
+# must be treatment or emergency treatment ("" = not stated).
+break_glass_purposes := {"", "TREAT", "ETREAT"}
 
 # Role grants that depend on nothing but the role (and, for identified PHI
 # actions, on the purpose of use).
@@ -123,7 +124,7 @@ organisation_grants := {"referring_physician": {"study:read", "result:read"}}
 well_formed if {
 	is_string(input.action)
 	input.action != ""
-	string_array(input.subject.roles)
+	is_array(input.subject.roles)
 	is_object(input.resource)
 	is_boolean(input.context.break_glass)
 }
@@ -140,9 +141,9 @@ malformed contains "subject is not an object" if {
 	not is_object(object.get(input, "subject", null))
 }
 
-malformed contains "subject.roles is not an array of strings" if {
+malformed contains "subject.roles is not an array" if {
 	is_object(input.subject)
-	not string_array(object.get(input.subject, "roles", null))
+	not is_array(object.get(input.subject, "roles", null))
 }
 
 malformed contains "resource is not an object" if {
@@ -165,13 +166,6 @@ non_empty_string(s) if {
 	trim_space(s) != ""
 }
 
-string_array(a) if {
-	is_array(a)
-	every x in a {
-		is_string(x)
-	}
-}
-
 # ---------------------------------------------------------------------------
 # Facts about the request
 # ---------------------------------------------------------------------------
@@ -180,10 +174,12 @@ string_array(a) if {
 # identity: a known kind and a non-empty id.
 authenticated if {
 	input.subject.kind in authenticated_kinds
-	non_empty_string(input.subject.id)
+	is_string(input.subject.id)
+	input.subject.id != ""
 }
 
-# The subject's roles. Unknown role names are carried but grant nothing.
+# The subject's roles. Unknown role names, and entries that are not strings,
+# are carried but grant nothing.
 roles contains r if {
 	authenticated
 	some r in input.subject.roles
@@ -198,30 +194,20 @@ same_organisation if {
 	input.subject.organisation == input.resource.organisation
 }
 
-purpose := p if {
-	non_empty_string(input.context.purpose_of_use)
-	p := upper(trim_space(input.context.purpose_of_use))
-}
+# The stated purpose of use, trimmed and upper-cased; "" when none.
+purpose := upper(trim_space(input.context.purpose_of_use)) if {
+	is_string(input.context.purpose_of_use)
+} else := ""
 
-# Purpose of use check for identified PHI: absent, or one of
-# identified_purposes. Non-PHI actions ignore the purpose.
+# Purpose of use check for identified PHI: one of identified_purposes (which
+# includes "not stated"). Non-PHI actions ignore the purpose.
 purpose_permits if not input.action in identified_phi_actions
 
-purpose_permits if {
-	input.action in identified_phi_actions
-	not purpose
-}
-
-purpose_permits if {
-	input.action in identified_phi_actions
-	purpose in identified_purposes
-}
+purpose_permits if purpose in identified_purposes
 
 break_glass_requested if input.context.break_glass == true
 
 break_glass_reason_given if non_empty_string(input.context.break_glass_reason)
-
-break_glass_purpose_permits if not purpose
 
 break_glass_purpose_permits if purpose in break_glass_purposes
 
@@ -236,17 +222,17 @@ grant contains "health:read is open to every subject" if input.action == "health
 
 # Role grants from the grants table.
 grant contains sprintf("role %s grants %s", [r, input.action]) if {
-	authenticated
 	some r in input.subject.roles
 	input.action in grants[r]
+	authenticated
 	purpose_permits
 }
 
 # Organisation-scoped grants.
 grant contains sprintf("role %s grants %s within its organisation", [r, input.action]) if {
-	authenticated
 	some r in input.subject.roles
 	input.action in organisation_grants[r]
+	authenticated
 	same_organisation
 	purpose_permits
 }
