@@ -205,8 +205,6 @@ purpose_permits if not input.action in identified_phi_actions
 
 purpose_permits if purpose in identified_purposes
 
-break_glass_requested if input.context.break_glass == true
-
 break_glass_reason_given if non_empty_string(input.context.break_glass_reason)
 
 break_glass_purpose_permits if purpose in break_glass_purposes
@@ -245,7 +243,10 @@ grant contains sprintf("role admin grants %s", [input.action]) if {
 	"admin" in input.subject.roles
 }
 
-# Break-glass: a clinical role asking to read a study or result outside its
+# Break-glass: rules test input.context.break_glass == true first, which
+# OPA's rule index resolves without evaluating the rest of the rule.
+#
+# A clinical role asking to read a study or result outside its
 # normal scope (another organisation, or a result a technologist may not
 # normally read), with context.break_glass true and a non-empty reason, is
 # allowed. The decision carries break_glass: true so the audit trail flags
@@ -253,8 +254,8 @@ grant contains sprintf("role admin grants %s", [input.action]) if {
 # the request, so a flag set on an ordinary request is not reported as
 # break-glass access.
 break_glass_grant contains sprintf("break-glass by role %s for %s", [r, input.action]) if {
+	input.context.break_glass == true
 	count(grant) == 0
-	break_glass_requested
 	break_glass_reason_given
 	break_glass_purpose_permits
 	input.action in break_glass_actions
@@ -296,21 +297,21 @@ deny_reason contains sprintf("purpose of use %s does not permit identified PHI a
 }
 
 deny_reason contains "break-glass requires a non-empty reason" if {
+	input.context.break_glass == true
 	well_formed
-	break_glass_requested
 	not break_glass_reason_given
 }
 
 deny_reason contains sprintf("break-glass is limited to clinical roles reading studies or results (%s)", [input.action]) if {
+	input.context.break_glass == true
 	well_formed
-	break_glass_requested
 	break_glass_reason_given
 	not break_glass_eligible
 }
 
 deny_reason contains sprintf("break-glass does not permit purpose of use %s", [purpose]) if {
+	input.context.break_glass == true
 	well_formed
-	break_glass_requested
 	break_glass_reason_given
 	break_glass_eligible
 	not break_glass_purpose_permits
@@ -346,6 +347,7 @@ decision := {"allow": true, "break_glass": false, "reasons": sort(grant)} if {
 	well_formed
 	count(grant) > 0
 } else := {"allow": true, "break_glass": true, "reasons": sort(break_glass_grant)} if {
+	input.context.break_glass == true
 	well_formed
 	count(break_glass_grant) > 0
 } else := {"allow": false, "break_glass": false, "reasons": deny_reasons}
