@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -14,9 +16,15 @@ import (
 	"syscall"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
+	"github.com/radflow/radflow/internal/audit"
+	"github.com/radflow/radflow/internal/auth"
 	"github.com/radflow/radflow/internal/inference"
 	"github.com/radflow/radflow/internal/models"
 	"github.com/radflow/radflow/internal/service"
+	"github.com/radflow/radflow/internal/store"
+	"github.com/radflow/radflow/internal/tlsconfig"
 )
 
 // serviceFlags are the options `radflow serve` and `radflow worker` share.
@@ -27,6 +35,8 @@ type serviceFlags struct {
 	shutdownTimeout time.Duration
 	logLevel        string
 	models          modelFlags
+	keyring         string
+	phiFuzzyIndex   string
 }
 
 func (o *serviceFlags) register(fs *flag.FlagSet, defaultWorkers int) {
@@ -35,6 +45,8 @@ func (o *serviceFlags) register(fs *flag.FlagSet, defaultWorkers int) {
 	fs.IntVar(&o.workers, "workers", defaultWorkers, "inference jobs run at once by this process (0: none; a separate radflow worker process runs them)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long to wait for associations, requests and running jobs before cutting them")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error (logs go to stderr as JSON and never contain patient attributes)")
+	fs.StringVar(&o.keyring, "keyring", "", "keyring `FILE` of the key-encryption keys of encryption at rest, e.g. a mounted secret (default DATA/keys/kek.json, generated at first start; RADFLOW_KEK, when set, takes precedence)")
+	fs.StringVar(&o.phiFuzzyIndex, "phi-fuzzy-index", "none", "fuzzy Patient's Name matching over the encrypted PHI columns: none (decrypt distinct names per query; leaks nothing more) or prefix (HMAC word-prefix index; faster, leaks shared prefixes)")
 	o.models.register(fs)
 }
 
@@ -61,6 +73,10 @@ func (o *serviceFlags) serviceConfig() (service.Config, error) {
 	if o.workers < 0 {
 		return service.Config{}, errors.New("--workers must be 0 or more")
 	}
+	fuzzy := store.FuzzyIndex(o.phiFuzzyIndex)
+	if fuzzy != store.FuzzyNone && fuzzy != store.FuzzyPrefix {
+		return service.Config{}, fmt.Errorf("--phi-fuzzy-index %q: want none or prefix", o.phiFuzzyIndex)
+	}
 	return service.Config{
 		DataDir: o.data,
 		Workers: o.workers,
@@ -71,6 +87,9 @@ func (o *serviceFlags) serviceConfig() (service.Config, error) {
 			IntraOpThreads: o.models.threads,
 		},
 		Version: version,
+		Security: service.Security{
+			KEKEnv: os.Getenv("RADFLOW_KEK"), KeyringFile: o.keyring, PHIFuzzyIndex: fuzzy,
+		},
 	}, nil
 }
 
@@ -133,6 +152,137 @@ type serveOptions struct {
 	maxUpload       byteSize
 	orphanAge       time.Duration
 	jobTimeout      time.Duration
+	sec             securityFlags
+}
+
+// securityFlags are serve's authentication, policy, audit and TLS options.
+type securityFlags struct {
+	tlsCert, tlsKey, tlsClientCA                string
+	dicomTLSCert, dicomTLSKey, dicomTLSClientCA string
+	dicomPeers                                  string
+	jwksURL, jwksFile, jwtIssuer, jwtAudience   string
+	jwtRolesClaim, jwtOrgClaim                  string
+	policyDir                                   string
+	auditKeyFile, auditSyslog, auditSyslogCA    string
+}
+
+func (o *securityFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "HTTPS: server certificate `FILE` (PEM, chain leaf first; re-read when it changes); with --tls-key the HTTP listener serves TLS 1.2+ only")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "HTTPS: private key `FILE` (PEM) of --tls-cert")
+	fs.StringVar(&o.tlsClientCA, "tls-client-ca", "", "HTTPS: CA bundle `FILE`; client certificates are then verified when sent and, mapped through --dicom-peers certificates, authenticate requests without a bearer token")
+	fs.StringVar(&o.dicomTLSCert, "dicom-tls-cert", "", "DICOM TLS: server certificate `FILE` (PEM); with --dicom-tls-key the DICOM listener speaks TLS 1.2+ only (conventional port 2762)")
+	fs.StringVar(&o.dicomTLSKey, "dicom-tls-key", "", "DICOM TLS: private key `FILE` (PEM) of --dicom-tls-cert")
+	fs.StringVar(&o.dicomTLSClientCA, "dicom-tls-client-ca", "", "DICOM TLS: CA bundle `FILE`; client certificates are then required (mutual TLS) and mapped to identities by --dicom-peers")
+	fs.StringVar(&o.dicomPeers, "dicom-peers", "", "YAML `FILE` mapping DICOM peers (calling AE titles, client certificate names) to identities: roles, organisation (see docs/security.md); default on a loopback listener: any calling AE title is a technologist")
+	fs.StringVar(&o.jwksURL, "jwks-url", "", "accept bearer JWTs signed by the identity provider whose JWKS is at `URL` (e.g. Keycloak .../protocol/openid-connect/certs)")
+	fs.StringVar(&o.jwksFile, "jwks-file", "", "accept bearer JWTs signed by the keys of this JWKS `FILE`")
+	fs.StringVar(&o.jwtIssuer, "jwt-issuer", "", "required JWT iss `VALUE` (with --jwks-url/--jwks-file)")
+	fs.StringVar(&o.jwtAudience, "jwt-audience", "radflow", "required JWT aud `VALUE`")
+	fs.StringVar(&o.jwtRolesClaim, "jwt-roles-claim", "roles", "dotted `PATH` of the JWT roles claim (Keycloak: realm_access.roles)")
+	fs.StringVar(&o.jwtOrgClaim, "jwt-org-claim", "organisation", "dotted `PATH` of the JWT organisation claim")
+	fs.StringVar(&o.policyDir, "policy-dir", "", "`DIR` of Rego policy files replacing the built-in policy (package radflow.authz; reloaded when they change)")
+	fs.StringVar(&o.auditKeyFile, "audit-key-file", "", "HMAC key `FILE` of the audit trail (default DATA/keys/audit-hmac.key, generated); keep it outside the data volume in production")
+	fs.StringVar(&o.auditSyslog, "audit-syslog", "", "also forward every audit record as a DICOM audit message to an audit record repository, `URL` tls://host:6514, tcp://host:514 or udp://host:514")
+	fs.StringVar(&o.auditSyslogCA, "audit-syslog-ca", "", "CA bundle `FILE` that the tls:// audit record repository's certificate must chain to (default: system roots)")
+}
+
+// apply fills cfg.Security from the flags. errors: bad combinations, TLS
+// and peers files that cannot be read.
+func (o *securityFlags) apply(cfg *service.Config) error {
+	sec := &cfg.Security
+	sec.AdminToken = os.Getenv("RADFLOW_ADMIN_TOKEN")
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if o.tlsCert != "" {
+		ca := tlsconfig.ClientAuthNone
+		if o.tlsClientCA != "" {
+			ca = tlsconfig.ClientAuthOptional
+		}
+		c, err := tlsconfig.Server(tlsconfig.ServerOptions{CertFile: o.tlsCert, KeyFile: o.tlsKey, ClientCAFile: o.tlsClientCA, ClientAuth: ca})
+		if err != nil {
+			return fmt.Errorf("HTTPS: %w", err)
+		}
+		sec.HTTPTLS = c
+	} else if o.tlsClientCA != "" {
+		return errors.New("--tls-client-ca needs --tls-cert and --tls-key")
+	}
+	if (o.dicomTLSCert == "") != (o.dicomTLSKey == "") {
+		return errors.New("--dicom-tls-cert and --dicom-tls-key go together")
+	}
+	if o.dicomTLSCert != "" {
+		ca := tlsconfig.ClientAuthNone
+		if o.dicomTLSClientCA != "" {
+			ca = tlsconfig.ClientAuthRequire
+		}
+		c, err := tlsconfig.Server(tlsconfig.ServerOptions{CertFile: o.dicomTLSCert, KeyFile: o.dicomTLSKey, ClientCAFile: o.dicomTLSClientCA, ClientAuth: ca})
+		if err != nil {
+			return fmt.Errorf("DICOM TLS: %w", err)
+		}
+		sec.DICOMTLS = c
+	} else if o.dicomTLSClientCA != "" {
+		return errors.New("--dicom-tls-client-ca needs --dicom-tls-cert and --dicom-tls-key")
+	}
+	if o.dicomPeers != "" {
+		pc, err := loadPeers(o.dicomPeers)
+		if err != nil {
+			return err
+		}
+		sec.Peers = pc
+	}
+	if o.jwksURL != "" || o.jwksFile != "" {
+		if o.jwksURL != "" && o.jwksFile != "" {
+			return errors.New("give --jwks-url or --jwks-file, not both")
+		}
+		if o.jwtIssuer == "" || o.jwtAudience == "" {
+			return errors.New("--jwks-url/--jwks-file need --jwt-issuer and --jwt-audience")
+		}
+		sec.JWT = auth.JWTConfig{JWKSURL: o.jwksURL, JWKSFile: o.jwksFile, Issuer: o.jwtIssuer, Audience: o.jwtAudience,
+			RolesClaim: o.jwtRolesClaim, OrganisationClaim: o.jwtOrgClaim}
+	}
+	sec.PolicyDir, sec.AuditKeyFile = o.policyDir, o.auditKeyFile
+	if o.auditSyslog != "" {
+		sink, err := syslogSink(o.auditSyslog, o.auditSyslogCA, cfg.AETitle)
+		if err != nil {
+			return err
+		}
+		sec.AuditSinks = append(sec.AuditSinks, sink)
+	}
+	return nil
+}
+
+// loadPeers reads a --dicom-peers YAML file (auth.PeerConfig; unknown
+// keys are an error).
+func loadPeers(path string) (*auth.PeerConfig, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--dicom-peers: %w", err)
+	}
+	var pc auth.PeerConfig
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&pc); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("--dicom-peers %s: %w", path, err)
+	}
+	if _, err := auth.NewPeerMapper(pc); err != nil {
+		return nil, fmt.Errorf("--dicom-peers %s: %w", path, err)
+	}
+	return &pc, nil
+}
+
+// syslogSink builds the --audit-syslog sink.
+func syslogSink(raw, caFile, aeTitle string) (audit.Sink, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "tls" && u.Scheme != "tcp" && u.Scheme != "udp") {
+		return nil, fmt.Errorf("--audit-syslog %q: want tls://host:port, tcp://host:port or udp://host:port", raw)
+	}
+	cfg := audit.SyslogConfig{Network: u.Scheme, Address: u.Host, Source: audit.Source{AETitle: aeTitle}}
+	if u.Scheme == "tls" {
+		if cfg.TLS, err = tlsconfig.Client(tlsconfig.ClientOptions{CAFile: caFile}); err != nil {
+			return nil, fmt.Errorf("--audit-syslog-ca: %w", err)
+		}
+	}
+	return audit.NewSyslogSink(cfg)
 }
 
 func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveOptions) {
@@ -150,6 +300,7 @@ func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveOptions) {
 	fs.Var(&o.maxUpload, "max-upload", "largest instance accepted, `SIZE` (e.g. 1GiB); it is held in memory while stored")
 	fs.DurationVar(&o.orphanAge, "orphan-age", service.DefaultOrphanAge, "at start, remove blob files older than this that no instance references (left by a crash); 0: keep them")
 	fs.DurationVar(&o.jobTimeout, "job-timeout", 10*time.Minute, "time limit of one inference attempt")
+	o.sec.register(fs)
 	helpWithEnv(fs)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: radflow serve [flags]
@@ -161,6 +312,14 @@ stored instance a model's routing rules accept gets an inference job; its
 result is served by /api/v1/results and stored as a DICOM Comprehensive SR in
 the instance's study. With no flags it serves ./radflow-data on loopback with
 the models built into the binary. SIGINT/SIGTERM shut down gracefully.
+
+Secure by default: every HTTP request except /healthz needs
+"Authorization: Bearer <token>" (API tokens: radflow tokens; JWTs with
+--jwks-url), is decided by the access policy and recorded in the audit trail
+(DATA/audit; radflow audit verify). The first start prints an admin API token
+once (RADFLOW_ADMIN_TOKEN sets it instead). Stored instances and PHI columns
+are encrypted at rest (DATA/keys). TLS: radflow certs dev, then --tls-cert
+and --tls-key (HTTPS), --dicom-tls-cert and --dicom-tls-key (DICOM TLS).
 
 Each option is read from, highest first: the flag, the environment variable
 shown in brackets, the YAML file of --config (keys are the flag names), the
@@ -206,6 +365,9 @@ func parseServe(args []string, stderr io.Writer) (service.Config, *serveOptions,
 		cfg.OrphanAge = -1
 	}
 	cfg.JobTimeout = o.jobTimeout
+	if err := o.sec.apply(&cfg); err != nil {
+		return service.Config{}, nil, err
+	}
 	return cfg, o, nil
 }
 
@@ -243,13 +405,35 @@ func runService(name string, cfg service.Config, o *serviceFlags, stdout, stderr
 		return 1
 	}
 	fmt.Fprintf(stdout, "radflow %s %s\n", name, version)
+	httpsOn, dicomTLSOn := svc.TLS()
+	scheme := "http"
+	if httpsOn {
+		scheme = "https"
+	}
 	if a := svc.HTTPAddr(); a != "" {
-		fmt.Fprintf(stdout, "  HTTP      http://%s  (REST /api/v1, DICOMweb /dicomweb, /healthz, /readyz, /metrics)\n", a)
+		fmt.Fprintf(stdout, "  HTTP      %s://%s  (REST /api/v1, DICOMweb /dicomweb, /healthz, /readyz, /metrics)\n", scheme, a)
 	}
 	if a := svc.DICOMAddr(); a != "" {
-		fmt.Fprintf(stdout, "  DICOM     %s  AE title %s\n", a, cfg.AETitle)
+		tlsNote := ""
+		if dicomTLSOn {
+			tlsNote = "  DICOM TLS"
+		}
+		fmt.Fprintf(stdout, "  DICOM     %s  AE title %s%s\n", a, cfg.AETitle, tlsNote)
 	}
-	fmt.Fprintf(stdout, "  data      %s\n", cfg.DataDir)
+	fmt.Fprintf(stdout, "  data      %s  (encrypted at rest; keys %s)\n", cfg.DataDir, svc.KeySource())
+	if svc.Trail() != nil {
+		fmt.Fprintf(stdout, "  audit     %s/audit  (radflow audit verify --data %s)\n", cfg.DataDir, cfg.DataDir)
+	}
+	if tok := svc.BootstrapToken(); tok != "" {
+		// Printed once, on stdout only: never logged, stored only as a hash.
+		fmt.Fprintf(stdout, "  admin API token (shown once, stored only as its hash; keep it safe):\n    %s\n", tok)
+		if a := svc.HTTPAddr(); a != "" {
+			fmt.Fprintf(stdout, "    curl -H \"Authorization: Bearer $TOKEN\" %s://%s/api/v1/models\n", scheme, a)
+		}
+	}
+	if svc.Trail() != nil && (!httpsOn || (svc.DICOMAddr() != "" && !dicomTLSOn)) {
+		fmt.Fprintf(stdout, "  TLS       off: radflow certs dev, then --tls-cert/--tls-key (HTTPS) and --dicom-tls-cert/--dicom-tls-key (DICOM TLS)\n")
+	}
 	fmt.Fprintf(stdout, "  models    %s\n", strings.Join(svc.ModelRefs(), ", "))
 	fmt.Fprintf(stdout, "  workers   %d\n", cfg.Workers)
 	code := 0

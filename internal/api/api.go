@@ -8,20 +8,42 @@ import (
 	"time"
 )
 
-// Principal is the identity a Guard established for a request.
+// Principal is the identity a Guard established for a request, with the
+// access decision that let it through. It carries no credential material.
 type Principal struct {
-	// Subject identifies the caller (user, service account, AE title);
-	// "anonymous" under AllowAll.
-	Subject   string
-	Roles     []string
-	Anonymous bool
+	// Subject identifies the caller (JWT subject, API token ID, mapped
+	// certificate identity, AE title); "anonymous" under AllowAll and for
+	// the unauthenticated /healthz.
+	Subject string
+	// Kind is user, service, ae or anonymous.
+	Kind string
+	// Roles as authenticated (policy vocabulary: radiologist,
+	// referring_physician, technologist, ai_service, admin, auditor).
+	Roles []string
+	// Organisation the caller acts for ("" when unknown).
+	Organisation string
+	// AuthMethod is jwt, token, tls or ae ("" when anonymous).
+	AuthMethod string
+	Anonymous  bool
+	// DecisionID is the policy decision that allowed the request (""
+	// when no policy ran); audit records of the request carry it.
+	DecisionID string
+	// BreakGlass: the request was allowed by emergency access only.
+	BreakGlass bool
+	// ScopeOrganisation, when set, limits a collection-level search to
+	// the studies owned by this organisation: the policy allowed it only
+	// within that organisation (e.g. a referring physician's QIDO).
+	ScopeOrganisation string
 }
 
 // Guard is the single identity/policy hook: it is called for every route
 // (including /dicomweb, /metrics and the health endpoints) with the route's
 // action (e.g. "dicomweb.stow", "results.read") and resource (the request
 // path, e.g. "/dicomweb/studies/1.2.3"). Returning an error wrapping
-// ErrUnauthenticated answers 401, ErrForbidden 403, anything else 500.
+// ErrUnauthenticated answers 401 (with the error's WWW-Authenticate value
+// when it implements Challenger, else `Bearer realm="radflow"`),
+// ErrForbidden 403, ErrBadRequest 400, ErrUnavailable 503, anything else
+// 500 (e.g. an audit record that could not be written: nothing is served).
 type Guard interface {
 	Authorize(r *http.Request, action, resource string) (Principal, error)
 }
@@ -30,7 +52,22 @@ type Guard interface {
 var (
 	ErrUnauthenticated = errors.New("api: unauthenticated")
 	ErrForbidden       = errors.New("api: forbidden")
+	// ErrBadRequest: the request's access context is malformed (e.g. an
+	// X-Purpose-Of-Use that is not a code); the message is shown.
+	ErrBadRequest = errors.New("api: bad request")
+	// ErrUnavailable: the identity provider cannot be reached (fail closed).
+	ErrUnavailable = errors.New("api: authentication unavailable")
 )
+
+// Challenger is implemented by Guard errors that know the WWW-Authenticate
+// value of their 401 answer.
+type Challenger interface {
+	WWWAuthenticate() string
+}
+
+// DefaultChallenge is the WWW-Authenticate value of a 401 whose error
+// does not implement Challenger.
+const DefaultChallenge = `Bearer realm="radflow"`
 
 // AllowAll is the default Guard: every request is allowed as anonymous.
 type AllowAll struct{}
@@ -63,8 +100,11 @@ type Auditor interface {
 const (
 	ActionResultsRead = "results.read"
 	ActionModelsRead  = "models.read"
-	ActionHealth      = "health.read"
-	ActionMetrics     = "metrics.read"
+	// ActionHealth is /healthz (liveness), ActionReady /readyz (its
+	// answer names failing components, so a Guard may want credentials).
+	ActionHealth  = "health.read"
+	ActionReady   = "ready.read"
+	ActionMetrics = "metrics.read"
 )
 
 // Result statuses.

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"regexp"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -105,7 +106,7 @@ func New(cfg Config) (s *Server, err error) {
 		{Method: "GET", Pattern: "/api/v1/results", Action: ActionResultsRead, Handler: http.HandlerFunc(s.results)},
 		{Method: "GET", Pattern: "/api/v1/models", Action: ActionModelsRead, Handler: http.HandlerFunc(s.models)},
 		{Method: "GET", Pattern: "/healthz", Action: ActionHealth, Handler: http.HandlerFunc(s.healthz)},
-		{Method: "GET", Pattern: "/readyz", Action: ActionHealth, Handler: http.HandlerFunc(s.readyz)},
+		{Method: "GET", Pattern: "/readyz", Action: ActionReady, Handler: http.HandlerFunc(s.readyz)},
 		{Method: "GET", Pattern: "/metrics", Action: ActionMetrics, Handler: cfg.Metrics.Handler()},
 	}
 	defer func() {
@@ -119,16 +120,31 @@ func New(cfg Config) (s *Server, err error) {
 	return s, nil
 }
 
-// NewHTTPServer returns an http.Server for h with header, idle and
-// header-size limits. It sets no WriteTimeout (WADO retrieves and STOW
-// uploads are long); routes carry their own deadlines.
+// HTTP server limits (NewHTTPServer). ReadTimeout and WriteTimeout are
+// backstops above the longest route deadline (STOW-RS and study WADO-RS,
+// 1 h); each route narrows both to its own Timeout (plus WriteGrace for
+// the write side) when its handler starts, so a slow client cannot hold a
+// connection longer than the route allows.
+const (
+	ReadHeaderTimeout  = 10 * time.Second
+	ServerReadTimeout  = 61 * time.Minute
+	ServerWriteTimeout = 61 * time.Minute
+	IdleTimeout        = 120 * time.Second
+	MaxHeaderBytes     = 64 << 10
+	WriteGrace         = 10 * time.Second
+)
+
+// NewHTTPServer returns an http.Server for h with header, read, write,
+// idle and header-size limits (the constants above).
 func NewHTTPServer(addr string, h http.Handler) *http.Server {
 	return &http.Server{
 		Addr:              addr,
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    1 << 20,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ServerReadTimeout,
+		WriteTimeout:      ServerWriteTimeout,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
 	}
 }
 
@@ -238,11 +254,22 @@ func (s *Server) wrap(rt Route) http.Handler {
 			}()
 		}
 		if err != nil {
+			var ch Challenger
 			switch {
 			case errors.Is(err, ErrUnauthenticated):
+				challenge := DefaultChallenge
+				if errors.As(err, &ch) {
+					challenge = ch.WWWAuthenticate()
+				}
+				w.Header().Set("WWW-Authenticate", challenge)
 				httpJSONError(w, http.StatusUnauthorized, "authentication required")
 			case errors.Is(err, ErrForbidden):
 				httpJSONError(w, http.StatusForbidden, "forbidden")
+			case errors.Is(err, ErrBadRequest):
+				httpJSONError(w, http.StatusBadRequest, strings.TrimPrefix(err.Error(), ErrBadRequest.Error()+": "))
+			case errors.Is(err, ErrUnavailable):
+				w.Header().Set("Retry-After", "5")
+				httpJSONError(w, http.StatusServiceUnavailable, "authentication is temporarily unavailable")
 			default:
 				s.log.Error("guard error", "request_id", RequestID(r.Context()), "action", rt.Action, "error", err.Error())
 				httpJSONError(w, http.StatusInternalServerError, "authorization failed")
@@ -254,6 +281,11 @@ func (s *Server) wrap(rt Route) http.Handler {
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		// Per-route connection deadlines (the server's are backstops).
+		rc := http.NewResponseController(w)
+		now := time.Now()
+		_ = rc.SetReadDeadline(now.Add(timeout))
+		_ = rc.SetWriteDeadline(now.Add(timeout + WriteGrace))
 		ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), keyPrincipal, p), timeout)
 		defer cancel()
 		rt.Handler.ServeHTTP(w, r.WithContext(ctx))

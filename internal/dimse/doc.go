@@ -16,7 +16,8 @@
 // it fits Config.MemoryDataSetLimit. StoreRequest.WritePart10File / WritePart10
 // add preamble, "DICM" and file meta. Handler errors map to statuses:
 // ErrOutOfResources → A700, ErrDataSetMismatch → A900, ErrCannotUnderstand
-// → C000, other → 0110. C-ECHO is answered by the package.
+// → C000, ErrNotAuthorized → 0124, other → 0110. C-ECHO is answered by
+// the package.
 //
 //	cl, _ := dimse.Dial(ctx, "pacs:104", dimse.ClientConfig{CalledAETitle: "PACS"}, contexts)
 //	status, err := cl.StoreFile(ctx, "ct.dcm")  // no transcoding: ErrNoPresentationContext

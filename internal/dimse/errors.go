@@ -34,6 +34,9 @@ var (
 	ErrDataSetMismatch = errors.New("dimse: data set does not match SOP class")
 	// ErrCannotUnderstand → 0xC000 Error: Cannot understand.
 	ErrCannotUnderstand = errors.New("dimse: cannot understand")
+	// ErrNotAuthorized → 0x0124 Refused: Not authorized (PS3.7 C.4.2: the
+	// peer may not perform the operation).
+	ErrNotAuthorized = errors.New("dimse: refused: not authorized")
 )
 
 // DIMSE status codes used by this package (PS3.7 Annex C, PS3.4 B.2.3).
@@ -41,6 +44,7 @@ const (
 	StatusSuccess               uint16 = 0x0000
 	StatusProcessingFailure     uint16 = 0x0110
 	StatusSOPClassNotSupported  uint16 = 0x0122
+	StatusNotAuthorized         uint16 = 0x0124
 	StatusUnrecognizedOperation uint16 = 0x0211
 	StatusOutOfResources        uint16 = 0xA700
 	StatusDataSetMismatch       uint16 = 0xA900
@@ -56,6 +60,8 @@ func statusForError(err error) uint16 {
 		return StatusDataSetMismatch
 	case errors.Is(err, ErrCannotUnderstand):
 		return StatusCannotUnderstand
+	case errors.Is(err, ErrNotAuthorized):
+		return StatusNotAuthorized
 	}
 	return StatusProcessingFailure
 }

@@ -82,7 +82,8 @@ func (r *StoreRequest) WritePart10File(path string) error {
 // StoreHandler receives C-STORE requests. Store returns the DIMSE status to
 // send (0x0000 success, or a warning such as 0xB000) when err is nil. A
 // non-nil err sets the status instead: ErrOutOfResources → 0xA700,
-// ErrDataSetMismatch → 0xA900, ErrCannotUnderstand → 0xC000, anything
+// ErrDataSetMismatch → 0xA900, ErrCannotUnderstand → 0xC000,
+// ErrNotAuthorized → 0x0124 Refused: Not authorized, anything
 // else → 0x0110 Processing failure. Store may be called concurrently for
 // different associations; ctx is cancelled when the association is aborted.
 type StoreHandler interface {
@@ -639,7 +640,7 @@ func (a *association) handleStore(ctxID byte, cmd command) error {
 // errorComment is the Error Comment for a handler error: the sentinel's
 // text only, so that no PHI from a wrapped message leaves the process.
 func errorComment(err error) string {
-	for _, s := range []error{ErrOutOfResources, ErrDataSetMismatch, ErrCannotUnderstand} {
+	for _, s := range []error{ErrOutOfResources, ErrDataSetMismatch, ErrCannotUnderstand, ErrNotAuthorized} {
 		if errors.Is(err, s) {
 			return strings.TrimPrefix(s.Error(), "dimse: ")
 		}

@@ -420,6 +420,7 @@ func metadata(b []byte, info SourceInfo) (*store.Instance, error) {
 		TransferSyntaxUID: d.TransferSyntaxUID,
 		PatientID:         d.String(tag.PatientID),
 		PatientName:       d.String(tag.PatientName),
+		PatientBirthDate:  d.String(tag.PatientBirthDate),
 		StudyDate:         d.String(tag.StudyDate),
 		StudyTime:         d.String(tag.StudyTime),
 		AccessionNumber:   d.String(tag.AccessionNumber),

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"slices"
 	"strconv"
 
+	"github.com/radflow/radflow/internal/access"
 	"github.com/radflow/radflow/internal/api"
+	"github.com/radflow/radflow/internal/audit"
 	"github.com/radflow/radflow/internal/dicomweb"
 	"github.com/radflow/radflow/internal/dimse"
 	"github.com/radflow/radflow/internal/ingest"
@@ -58,30 +61,73 @@ func ingestOutcome(out ingest.Outcome, err error) string {
 // dimseHandler is the C-STORE SCP's handler: the received data set gets
 // its Part 10 file meta and goes through Ingest.
 //
-// Statuses: success 0000 once the instance is durable (also for an
+// Statuses: 0124 Refused: Not authorized when the policy denies
+// instance:store to the association's principal (recorded); success 0000
+// once the instance is durable and its audit record too (also for an
 // instance already stored); A700 Out of Resources for backpressure (queue
 // depth, free disk) and for a data set over MaxUpload; A900 when the data
 // set's SOP Class/Instance UID differs from the command's; C000 Cannot
 // Understand for bytes that do not parse or lack valid UIDs; 0110
-// Processing Failure for anything else (storage errors).
+// Processing Failure for anything else (storage errors, an audit trail
+// that cannot record: then nothing is acknowledged).
 type dimseHandler struct {
-	s *Service
+	s     *Service
+	guard *access.DIMSE
 }
 
 func (h dimseHandler) Store(ctx context.Context, req *dimse.StoreRequest) (uint16, error) {
+	grant, err := h.guard.AuthorizeStore(ctx, req)
+	if err != nil {
+		h.s.metrics.ObserveIngest("dimse", "rejected")
+		return 0, err
+	}
+	status, out, err := h.store(ctx, req)
+	if status == 0 && err != nil {
+		status = dimseStatus(err)
+	}
+	if aerr := h.guard.RecordStore(ctx, grant, req, access.StoreOutcome{StudyInstanceUID: out.StudyInstanceUID,
+		SeriesInstanceUID: out.SeriesInstanceUID, Status: status, Err: err}); aerr != nil {
+		h.s.log.Error("C-STORE not acknowledged: audit record failed", "sop_instance_uid", req.SOPInstanceUID, "error", aerr.Error())
+		return 0, aerr
+	}
+	if err == nil {
+		if cerr := h.s.owners.Claim(ctx, out.StudyInstanceUID, grant.Principal.Organisation); cerr != nil {
+			return 0, cerr
+		}
+	}
+	return status, err
+}
+
+// dimseStatus is the status the SCP answers for a handler error (as
+// package dimse maps them), for the audit record.
+func dimseStatus(err error) uint16 {
+	switch {
+	case errors.Is(err, dimse.ErrOutOfResources):
+		return dimse.StatusOutOfResources
+	case errors.Is(err, dimse.ErrDataSetMismatch):
+		return dimse.StatusDataSetMismatch
+	case errors.Is(err, dimse.ErrCannotUnderstand):
+		return dimse.StatusCannotUnderstand
+	case errors.Is(err, dimse.ErrNotAuthorized):
+		return dimse.StatusNotAuthorized
+	}
+	return dimse.StatusProcessingFailure
+}
+
+func (h dimseHandler) store(ctx context.Context, req *dimse.StoreRequest) (uint16, ingest.Outcome, error) {
 	if h.s.cfg.MaxUpload > 0 && req.DataSetSize > h.s.cfg.MaxUpload {
 		h.s.metrics.ObserveIngest("dimse", "rejected")
-		return 0, fmt.Errorf("%w: data set of %d bytes, limit %d", dimse.ErrOutOfResources, req.DataSetSize, h.s.cfg.MaxUpload)
+		return 0, ingest.Outcome{}, fmt.Errorf("%w: data set of %d bytes, limit %d", dimse.ErrOutOfResources, req.DataSetSize, h.s.cfg.MaxUpload)
 	}
 	f, err := req.OpenDataSet()
 	if err != nil {
-		return 0, err
+		return 0, ingest.Outcome{}, err
 	}
 	defer f.Close()
 	var buf bytes.Buffer
 	buf.Grow(int(req.DataSetSize) + 1024)
 	if _, err := dimse.WritePart10(&buf, req.FileMeta(), f); err != nil {
-		return 0, err
+		return 0, ingest.Outcome{}, err
 	}
 	out, err := h.s.ingest.Ingest(ctx, &buf, ingest.SourceInfo{
 		CallingAE:      req.CallingAETitle,
@@ -92,15 +138,15 @@ func (h dimseHandler) Store(ctx context.Context, req *dimse.StoreRequest) (uint1
 	h.s.metrics.ObserveIngest("dimse", ingestOutcome(out, err))
 	switch {
 	case err == nil:
-		return 0x0000, nil
+		return 0x0000, out, nil
 	case errors.Is(err, ingest.ErrBusy):
-		return 0, fmt.Errorf("%w: %w", dimse.ErrOutOfResources, err)
+		return 0, out, fmt.Errorf("%w: %w", dimse.ErrOutOfResources, err)
 	case errors.Is(err, ingest.ErrMismatch):
-		return 0, fmt.Errorf("%w: %w", dimse.ErrDataSetMismatch, err)
+		return 0, out, fmt.Errorf("%w: %w", dimse.ErrDataSetMismatch, err)
 	case errors.Is(err, ingest.ErrInvalid):
-		return 0, fmt.Errorf("%w: %w", dimse.ErrCannotUnderstand, err)
+		return 0, out, fmt.Errorf("%w: %w", dimse.ErrCannotUnderstand, err)
 	}
-	return 0, err
+	return 0, out, err
 }
 
 // stowIngester is the dicomweb.Ingester over Ingest.
@@ -108,6 +154,9 @@ type stowIngester struct {
 	s *Service
 }
 
+// Each instance gets its own audit record (instance:store with its UIDs
+// and outcome, the request's decision id) before the part is reported
+// stored; a record that cannot be written fails the part (0110).
 func (a stowIngester) Ingest(ctx context.Context, r io.Reader, src dicomweb.Source) (dicomweb.Stored, error) {
 	out, err := a.s.ingest.Ingest(ctx, r, ingest.SourceInfo{Source: store.SourceSTOW, StudyInstanceUID: src.StudyInstanceUID})
 	a.s.metrics.ObserveIngest("dicomweb", ingestOutcome(out, err))
@@ -116,6 +165,16 @@ func (a stowIngester) Ingest(ctx context.Context, r io.Reader, src dicomweb.Sour
 		SOPInstanceUID:    out.SOPInstanceUID,
 		StudyInstanceUID:  out.StudyInstanceUID,
 		SeriesInstanceUID: out.SeriesInstanceUID,
+	}
+	if p, ok := api.PrincipalFrom(ctx); ok && a.s.trail != nil && !p.Anonymous {
+		if aerr := a.s.recordSTOW(ctx, p, out, err); aerr != nil {
+			return st, aerr
+		}
+		if err == nil {
+			if cerr := a.s.owners.Claim(ctx, out.StudyInstanceUID, p.Organisation); cerr != nil {
+				return st, cerr
+			}
+		}
 	}
 	switch {
 	case err == nil:
@@ -132,10 +191,79 @@ func (a stowIngester) Ingest(ctx context.Context, r io.Reader, src dicomweb.Sour
 	return st, err
 }
 
-// catalog is the dicomweb.Catalog over the store.
+// recordSTOW appends the audit record of one STOW-RS instance.
+func (s *Service) recordSTOW(ctx context.Context, p api.Principal, out ingest.Outcome, err error) error {
+	rec := audit.Record{
+		Protocol: audit.ProtocolHTTP, RequestID: api.RequestID(ctx),
+		SubjectID: p.Subject, SubjectKind: p.Kind, Roles: auditRoles(p.Roles), Organisation: p.Organisation,
+		Action: "instance:store", Outcome: audit.OutcomeSuccess, PolicyDecisionID: p.DecisionID,
+		Resource: audit.Resource{Type: "instance", StudyInstanceUID: uidOrEmpty(out.StudyInstanceUID),
+			SeriesInstanceUID: uidOrEmpty(out.SeriesInstanceUID), SOPInstanceUID: uidOrEmpty(out.SOPInstanceUID)},
+		Detail: map[string]string{"operation": "stow-instance", "sop_class_uid": uidOrEmpty(out.SOPClassUID), "auth_method": p.AuthMethod},
+	}
+	if err != nil {
+		rec.Outcome, rec.Detail["error_kind"] = audit.OutcomeError, "store_failed"
+	}
+	if aerr := s.trail.Append(ctx, rec); aerr != nil {
+		s.log.Error("STOW-RS instance not reported stored: audit record failed", "request_id", rec.RequestID, "error", aerr.Error())
+		return fmt.Errorf("service: audit: %w", aerr)
+	}
+	return nil
+}
+
+var (
+	reUID  = regexp.MustCompile(`^[0-9]+(\.[0-9]+)*$`)
+	reRole = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
+)
+
+func uidOrEmpty(u string) string {
+	if len(u) <= 64 && reUID.MatchString(u) {
+		return u
+	}
+	return ""
+}
+
+func auditRoles(roles []string) []string {
+	out := make([]string, 0, len(roles))
+	for _, r := range roles {
+		if reRole.MatchString(r) && len(out) < 32 {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// catalog is the dicomweb.Catalog over the store. A request whose
+// principal is scoped to an organisation (api.Principal.ScopeOrganisation)
+// only finds the studies that organisation owns.
 type catalog struct {
-	db    *store.SQLite
-	blobs store.BlobStore
+	db     *store.SQLite
+	blobs  store.BlobStore
+	owners *access.Owners
+}
+
+// scope limits q to the studies of the request's scope organisation, if
+// any; none reports that nothing can match.
+func (c catalog) scope(ctx context.Context, q *dicomweb.Query) (none bool, err error) {
+	p, ok := api.PrincipalFrom(ctx)
+	if !ok || p.ScopeOrganisation == "" {
+		return false, nil
+	}
+	if c.owners == nil {
+		return true, nil
+	}
+	owned, err := c.owners.StudiesOf(ctx, p.ScopeOrganisation)
+	if err != nil {
+		return false, err
+	}
+	if len(q.StudyInstanceUIDs) > 0 {
+		owned = slices.DeleteFunc(slices.Clone(q.StudyInstanceUIDs), func(u string) bool {
+			_, found := slices.BinarySearch(owned, u)
+			return !found
+		})
+	}
+	q.StudyInstanceUIDs = owned
+	return len(owned) == 0, nil
 }
 
 // storeQuery maps a QIDO query to the store's. SOPClassUID has no store
@@ -176,6 +304,9 @@ func catalogErr(err error) error {
 }
 
 func (c catalog) SearchStudies(ctx context.Context, q dicomweb.Query) ([]dicomweb.StudyRow, error) {
+	if none, err := c.scope(ctx, &q); none || err != nil {
+		return nil, err
+	}
 	rows, err := c.db.SearchStudies(ctx, storeQuery(q))
 	if err != nil {
 		return nil, catalogErr(err)
@@ -193,6 +324,9 @@ func (c catalog) SearchStudies(ctx context.Context, q dicomweb.Query) ([]dicomwe
 }
 
 func (c catalog) SearchSeries(ctx context.Context, q dicomweb.Query) ([]dicomweb.SeriesRow, error) {
+	if none, err := c.scope(ctx, &q); none || err != nil {
+		return nil, err
+	}
 	rows, err := c.db.SearchSeries(ctx, storeQuery(q))
 	if err != nil {
 		return nil, catalogErr(err)
@@ -211,6 +345,9 @@ func (c catalog) SearchSeries(ctx context.Context, q dicomweb.Query) ([]dicomweb
 }
 
 func (c catalog) SearchInstances(ctx context.Context, q dicomweb.Query) ([]dicomweb.InstanceRow, error) {
+	if none, err := c.scope(ctx, &q); none || err != nil {
+		return nil, err
+	}
 	sq := storeQuery(q)
 	if q.SOPClassUID != "" {
 		sq.Limit, sq.Offset = 0, 0
@@ -233,6 +370,9 @@ func (c catalog) SearchInstances(ctx context.Context, q dicomweb.Query) ([]dicom
 }
 
 func (c catalog) Instance(ctx context.Context, uid string) (dicomweb.InstanceRow, error) {
+	if uidOrEmpty(uid) == "" {
+		return dicomweb.InstanceRow{}, fmt.Errorf("%w: not a SOP Instance UID", dicomweb.ErrNotFound)
+	}
 	in, err := c.db.GetInstance(ctx, uid)
 	if err != nil {
 		return dicomweb.InstanceRow{}, catalogErr(err)
@@ -241,6 +381,9 @@ func (c catalog) Instance(ctx context.Context, uid string) (dicomweb.InstanceRow
 }
 
 func (c catalog) OpenInstance(ctx context.Context, uid string) (io.ReadCloser, error) {
+	if uidOrEmpty(uid) == "" {
+		return nil, fmt.Errorf("%w: not a SOP Instance UID", dicomweb.ErrNotFound)
+	}
 	in, err := c.db.GetInstance(ctx, uid)
 	if err != nil {
 		return nil, catalogErr(err)

@@ -16,10 +16,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/radflow/radflow/internal/api"
+	"github.com/radflow/radflow/internal/auth"
+	"github.com/radflow/radflow/internal/dicomweb"
 	"github.com/radflow/radflow/internal/inference"
 	"github.com/radflow/radflow/internal/models"
 )
@@ -114,7 +117,51 @@ func startService(tb testing.TB, dir string, repo *models.Repository, mod func(*
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { stopService(tb, s) })
+	// The end-to-end helpers act as one client allowed to store, read
+	// studies and results (ai_service, radiologist) and metrics (admin).
+	serviceTokens.Store(s, newToken(tb, s, "", auth.RoleAIService, auth.RoleRadiologist, auth.RoleAdmin))
 	return s
+}
+
+// serviceTokens maps a started *Service to its test client's API token.
+var serviceTokens sync.Map
+
+// newToken creates an API token with roles and organisation org.
+func newToken(tb testing.TB, s *Service, org string, roles ...string) string {
+	tb.Helper()
+	tok, _, err := s.Tokens().Create(context.Background(), auth.TokenSpec{Name: "test", Roles: roles, Organisation: org})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tok
+}
+
+// authHeader is the Authorization header of s's test client.
+func authHeader(s *Service) http.Header {
+	tok, _ := serviceTokens.Load(s)
+	return http.Header{"Authorization": {"Bearer " + tok.(string)}}
+}
+
+// webClient is a DICOMweb client of s's test client.
+func webClient(s *Service) dicomweb.Client {
+	return dicomweb.Client{BaseURL: base(s) + "/dicomweb", Header: authHeader(s)}
+}
+
+// get sends GET url with header h.
+func get(tb testing.TB, url string, h http.Header) *http.Response {
+	tb.Helper()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return resp
 }
 
 func stopService(tb testing.TB, s *Service) {
@@ -142,12 +189,10 @@ func storescu(tb testing.TB, addr string, files ...string) (string, error) {
 	return string(out), err
 }
 
-func getJSON(tb testing.TB, url string, v any) int {
+// getJSON GETs url as s's test client and decodes a 200 answer into v.
+func getJSON(tb testing.TB, s *Service, url string, v any) int {
 	tb.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	resp := get(tb, url, authHeader(s))
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode == http.StatusOK && v != nil {
@@ -162,7 +207,7 @@ func getJSON(tb testing.TB, url string, v any) int {
 func listResults(tb testing.TB, s *Service, sop string) []api.Result {
 	tb.Helper()
 	var rs []api.Result
-	if code := getJSON(tb, base(s)+"/api/v1/results?instance="+sop, &rs); code != 200 {
+	if code := getJSON(tb, s, base(s)+"/api/v1/results?instance="+sop, &rs); code != 200 {
 		tb.Fatalf("results: HTTP %d", code)
 	}
 	return rs
@@ -201,7 +246,7 @@ func qido(tb testing.TB, s *Service, path string) []map[string]struct {
 		VR    string `json:"vr"`
 		Value []any  `json:"Value"`
 	}
-	if code := getJSON(tb, base(s)+"/dicomweb"+path, &out); code != 200 {
+	if code := getJSON(tb, s, base(s)+"/dicomweb"+path, &out); code != 200 {
 		tb.Fatalf("QIDO %s: HTTP %d", path, code)
 	}
 	return out
@@ -212,6 +257,7 @@ func wadoInstance(tb testing.TB, s *Service, study, series, sop string) []byte {
 	tb.Helper()
 	req, _ := http.NewRequest("GET", base(s)+"/dicomweb/studies/"+study+"/series/"+series+"/instances/"+sop, nil)
 	req.Header.Set("Accept", `multipart/related; type="application/dicom"`)
+	req.Header["Authorization"] = authHeader(s)["Authorization"]
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		tb.Fatal(err)

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,13 +13,18 @@ import (
 	"sync"
 	"time"
 
+	"github.com/radflow/radflow/internal/access"
 	"github.com/radflow/radflow/internal/api"
+	"github.com/radflow/radflow/internal/audit"
+	"github.com/radflow/radflow/internal/auth"
 	"github.com/radflow/radflow/internal/dicomweb"
 	"github.com/radflow/radflow/internal/dimse"
 	"github.com/radflow/radflow/internal/inference"
 	"github.com/radflow/radflow/internal/ingest"
+	"github.com/radflow/radflow/internal/keys"
 	"github.com/radflow/radflow/internal/models"
 	"github.com/radflow/radflow/internal/pipeline"
+	"github.com/radflow/radflow/internal/policy"
 	"github.com/radflow/radflow/internal/queue"
 	"github.com/radflow/radflow/internal/store"
 )
@@ -74,7 +80,82 @@ type Config struct {
 	Version string
 	// Logger receives the service's logs; default slog.Default().
 	Logger *slog.Logger
+	// Security configures encryption at rest (always on), and for a
+	// service with listeners authentication, policy, audit and TLS.
+	Security Security
+	// Extensions add HTTP routes (e.g. the export service) behind the same
+	// Guard; each is called once by New with the opened parts.
+	Extensions []ExtensionFunc
 }
+
+// Security is the security part of Config. The zero value is the
+// zero-configuration default: keys in <data>/keys (generated), API tokens
+// in <data>/auth.db (a first admin token generated, see
+// Service.BootstrapToken), the embedded policy, the audit trail in
+// <data>/audit, plain HTTP and DIMSE, and any calling AE title accepted as
+// a technologist — the last only while DICOMAddr is a loopback address.
+type Security struct {
+	// KEKEnv is the value of RADFLOW_KEK (keyring JSON or base64 key);
+	// KeyringFile a keyring file (e.g. a mounted secret). Neither:
+	// <data>/keys/kek.json, generated at first start.
+	KEKEnv, KeyringFile string
+	// PHIFuzzyIndex: fuzzy Patient's Name matching (store.FuzzyNone,
+	// the default, or store.FuzzyPrefix; see docs/security.md).
+	PHIFuzzyIndex store.FuzzyIndex
+	// AdminToken (RADFLOW_ADMIN_TOKEN) seeds the admin API token; "":
+	// the first start generates one.
+	AdminToken string
+	// JWT, when it names a JWKS file or URL, accepts bearer JWTs of the
+	// identity provider.
+	JWT auth.JWTConfig
+	// PolicyDir replaces the embedded policy (watched for changes).
+	PolicyDir string
+	// AuditKeyFile is the audit HMAC key ("": <data>/keys/audit-hmac.key).
+	AuditKeyFile string
+	// AuditSinks receive every audit record after it is durable (syslog).
+	AuditSinks []audit.Sink
+	// HTTPTLS, when set, serves HTTPS (tlsconfig.Server); with client
+	// certificates verified, they authenticate through Peers.
+	HTTPTLS *tls.Config
+	// DICOMTLS, when set, makes the SCP DICOM TLS (tlsconfig.Server).
+	DICOMTLS *tls.Config
+	// Peers maps DIMSE calling AE titles and client certificates (and
+	// HTTPS client certificates) to identities; nil: DefaultPeers(),
+	// allowed only on a loopback DICOMAddr.
+	Peers *auth.PeerConfig
+}
+
+// DefaultPeers is the zero-configuration DIMSE identity: any calling AE
+// title is an AE principal (ID the AE title, AuthMethod ae) with the role
+// technologist, which the default policy allows to store.
+func DefaultPeers() auth.PeerConfig {
+	return auth.PeerConfig{DefaultAE: &auth.Identity{Kind: auth.KindAE, Roles: []string{auth.RoleTechnologist}}}
+}
+
+// ErrInsecureDefault: the zero-configuration DIMSE identity (any AE title)
+// was asked for on a non-loopback address.
+var ErrInsecureDefault = errors.New("service: a DICOM listener on a non-loopback address needs a peers configuration (--dicom-peers)")
+
+// Parts are what New opened, for Extensions.
+type Parts struct {
+	Store  *store.SQLite
+	Blobs  *store.FS
+	Trail  *audit.Trail
+	Policy *policy.Engine
+	Logger *slog.Logger
+}
+
+// Extension is what an ExtensionFunc adds: routes (mounted behind the
+// Guard), the policy mapping of their actions, and a Close called at
+// shutdown after the servers stopped (may be nil).
+type Extension struct {
+	Routes  []api.Route
+	Actions map[string]access.Action
+	Close   func() error
+}
+
+// ExtensionFunc builds an Extension from the opened parts.
+type ExtensionFunc func(ctx context.Context, p Parts) (Extension, error)
 
 // Service is a running (after Start) radflow service. Its methods are safe
 // for concurrent use.
@@ -90,6 +171,14 @@ type Service struct {
 	httpSrv *http.Server
 	dimse   *dimse.Server
 	tmpDir  string
+
+	keys       *keys.Keys
+	tokens     *auth.TokenStore
+	firstToken string
+	policy     *policy.Engine
+	trail      *audit.Trail
+	owners     *access.Owners
+	extClose   []func() error
 
 	mu        sync.Mutex
 	httpLn    net.Listener
@@ -144,11 +233,26 @@ func New(ctx context.Context, cfg Config) (_ *Service, err error) {
 	if err := os.MkdirAll(s.tmpDir, 0o750); err != nil {
 		return nil, fmt.Errorf("service: %w", err)
 	}
-	if s.db, err = store.OpenSQLite(ctx, filepath.Join(cfg.DataDir, "radflow.db"), store.SQLiteOptions{}); err != nil {
+	sec := cfg.Security
+	// Encryption at rest: blobs through the keys' codec, PHI columns
+	// encrypted with blind indexes.
+	if s.keys, err = keys.Open(keys.Options{DataDir: cfg.DataDir, Env: sec.KEKEnv, KeyringFile: sec.KeyringFile, Logger: s.log}); err != nil {
+		return nil, fmt.Errorf("service: encryption keys: %w", err)
+	}
+	if s.db, err = store.OpenSQLite(ctx, filepath.Join(cfg.DataDir, "radflow.db"),
+		store.SQLiteOptions{PHI: s.keys.PHI(), PHIFuzzyIndex: sec.PHIFuzzyIndex}); err != nil {
 		return nil, err
 	}
-	if s.blobs, err = store.NewFS(filepath.Join(cfg.DataDir, "blobs"), store.FSOptions{}); err != nil {
+	if s.blobs, err = store.NewFS(filepath.Join(cfg.DataDir, "blobs"), store.FSOptions{Codec: s.keys.Codec()}); err != nil {
 		return nil, err
+	}
+	serving := cfg.HTTPAddr != "" || cfg.DICOMAddr != ""
+	var g *access.Guard
+	var dg *access.DIMSE
+	if serving {
+		if g, dg, err = s.openSecurity(ctx); err != nil {
+			return nil, err
+		}
 	}
 
 	s.runner = pipeline.NewRunner(cfg.Models, cfg.ORT)
@@ -188,22 +292,39 @@ func New(ctx context.Context, cfg Config) (_ *Service, err error) {
 
 	if cfg.HTTPAddr != "" {
 		web, err := dicomweb.New(dicomweb.Config{
-			Ingester: stowIngester{s}, Catalog: catalog{db: s.db, blobs: s.blobs},
+			Ingester: stowIngester{s}, Catalog: catalog{db: s.db, blobs: s.blobs, owners: s.owners},
 			MaxInstanceBytes: cfg.MaxUpload, Logger: s.log,
 		})
 		if err != nil {
 			return nil, err
 		}
+		routes := api.FromDICOMweb(web.Routes())
+		for _, ext := range cfg.Extensions {
+			e, err := ext(ctx, Parts{Store: s.db, Blobs: s.blobs, Trail: s.trail, Policy: s.policy, Logger: s.log})
+			if err != nil {
+				return nil, fmt.Errorf("service: extension: %w", err)
+			}
+			if e.Close != nil {
+				s.extClose = append(s.extClose, e.Close)
+			}
+			routes = append(routes, e.Routes...)
+			for k, v := range e.Actions {
+				g.Actions[k] = v
+			}
+		}
 		h, err := api.New(api.Config{
+			Guard:  g,
 			Logger: s.log, Metrics: s.metrics,
 			Results: results{s.db}, Models: modelList{cfg.Models},
 			Ready:  s.readyChecks(),
-			Routes: api.FromDICOMweb(web.Routes()),
+			Routes: routes,
 		})
 		if err != nil {
 			return nil, err
 		}
 		s.httpSrv = api.NewHTTPServer(cfg.HTTPAddr, h)
+		s.httpSrv.TLSConfig = sec.HTTPTLS
+		s.httpSrv.ErrorLog = slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
 	}
 	if cfg.DICOMAddr != "" {
 		if s.dimse, err = dimse.NewServer(dimse.Config{
@@ -211,11 +332,108 @@ func New(ctx context.Context, cfg Config) (_ *Service, err error) {
 			MaxAssociations: cfg.MaxAssociations, TempDir: s.tmpDir, Logger: s.log,
 			// Typical instances arrive in memory, not through a temp file.
 			MemoryDataSetLimit: 64 << 20,
-		}, dimseHandler{s}); err != nil {
+			TLSConfig:          sec.DICOMTLS,
+			AcceptAssociation:  dg.AcceptAssociation,
+		}, dimseHandler{s: s, guard: dg}); err != nil {
 			return nil, err
 		}
 	}
 	return s, nil
+}
+
+// openSecurity opens the token store (bootstrapping the admin token), the
+// JWT verifier, the policy engine, the audit trail and the study owners,
+// and builds the HTTP and DIMSE guards.
+func (s *Service) openSecurity(ctx context.Context) (*access.Guard, *access.DIMSE, error) {
+	cfg, sec := s.cfg, s.cfg.Security
+	peerCfg := DefaultPeers()
+	if sec.Peers != nil {
+		peerCfg = *sec.Peers
+	} else if cfg.DICOMAddr != "" && !loopback(cfg.DICOMAddr) {
+		return nil, nil, ErrInsecureDefault
+	}
+	peers, err := auth.NewPeerMapper(peerCfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	if s.tokens, err = auth.OpenTokenStore(ctx, filepath.Join(cfg.DataDir, "auth.db")); err != nil {
+		return nil, nil, err
+	}
+	if s.firstToken, err = s.tokens.Bootstrap(ctx, sec.AdminToken); err != nil {
+		return nil, nil, err
+	}
+	authn := &auth.HTTPAuthenticator{Tokens: s.tokens}
+	if sec.JWT.JWKSFile != "" || sec.JWT.JWKSURL != "" {
+		if authn.JWT, err = auth.NewJWTVerifier(ctx, sec.JWT); err != nil {
+			return nil, nil, err
+		}
+	}
+	if sec.HTTPTLS != nil && sec.HTTPTLS.ClientCAs != nil && sec.Peers != nil {
+		authn.Certs = peers
+	}
+	if s.policy, err = policy.New(policy.Config{Dir: sec.PolicyDir, Logger: s.log}); err != nil {
+		return nil, nil, err
+	}
+	auditDir, keyFile := audit.Paths(cfg.DataDir)
+	if sec.AuditKeyFile != "" {
+		keyFile = sec.AuditKeyFile
+	}
+	key, err := audit.LoadOrCreateKey(keyFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	if s.trail, err = audit.Open(audit.Config{Dir: auditDir, Key: key, Sinks: sec.AuditSinks, Logger: s.log}); err != nil {
+		return nil, nil, err
+	}
+	if s.owners, err = access.NewOwners(ctx, s.db.WriteDB(), s.db.ReadDB()); err != nil {
+		return nil, nil, err
+	}
+	if cfg.HTTPAddr != "" && sec.HTTPTLS == nil && !loopback(cfg.HTTPAddr) {
+		s.log.Warn("HTTP on a non-loopback address without TLS: bearer tokens and PHI cross the network in clear text unless a TLS proxy terminates in front (--tls-cert/--tls-key)", "addr", cfg.HTTPAddr)
+	}
+	g := &access.Guard{Authn: authn, Policy: s.policy, Trail: s.trail, Owners: s.owners, Actions: access.DefaultActions(), Logger: s.log,
+		StudyOf: func(ctx context.Context, sop string) (string, error) {
+			in, err := s.db.GetInstance(ctx, sop)
+			if err != nil {
+				return "", err
+			}
+			return in.StudyInstanceUID, nil
+		}}
+	dg := &access.DIMSE{Peers: peers, Policy: s.policy, Trail: s.trail, Logger: s.log}
+	return g, dg, nil
+}
+
+// loopback reports whether addr's host is a loopback address or localhost.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// BootstrapToken returns the admin API token generated at this first
+// start ("" on later starts, with RADFLOW_ADMIN_TOKEN, or without
+// listeners). Print it once; it is stored only as a hash.
+func (s *Service) BootstrapToken() string { return s.firstToken }
+
+// KeySource says where the key-encryption keys came from ("env" or the
+// keyring file's path).
+func (s *Service) KeySource() string { return s.keys.Source }
+
+// Tokens returns the API token store (nil without listeners).
+func (s *Service) Tokens() *auth.TokenStore { return s.tokens }
+
+// Trail returns the audit trail (nil without listeners).
+func (s *Service) Trail() *audit.Trail { return s.trail }
+
+// TLS reports whether HTTP and DIMSE serve TLS.
+func (s *Service) TLS() (http, dicom bool) {
+	return s.cfg.Security.HTTPTLS != nil, s.cfg.Security.DICOMTLS != nil
 }
 
 // readyChecks are /readyz's: the database answers, the queue depth can be
@@ -234,6 +452,12 @@ func (s *Service) readyChecks() map[string]api.Check {
 			return nil
 		},
 		"disk": api.DiskCheck(s.cfg.DataDir, s.cfg.MinFreeDisk),
+		"audit": func(context.Context) error {
+			if s.trail == nil {
+				return nil
+			}
+			return s.trail.Err()
+		},
 	}
 }
 
@@ -282,12 +506,22 @@ func (s *Service) Start(ctx context.Context) error {
 	}
 	if s.httpLn != nil {
 		go func() {
-			if err := s.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			var err error
+			if s.httpSrv.TLSConfig != nil {
+				err = s.httpSrv.ServeTLS(s.httpLn, "", "") // certificate from TLSConfig.GetCertificate
+			} else {
+				err = s.httpSrv.Serve(s.httpLn)
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.log.Error("HTTP server stopped", "error", err.Error())
 				s.serveErr <- err
 			}
 		}()
-		s.log.Info("HTTP listening (REST API /api/v1, DICOMweb /dicomweb)", "url", "http://"+s.httpLn.Addr().String())
+		scheme := "http://"
+		if s.httpSrv.TLSConfig != nil {
+			scheme = "https://"
+		}
+		s.log.Info("HTTP listening (REST API /api/v1, DICOMweb /dicomweb)", "url", scheme+s.httpLn.Addr().String())
 	}
 	if s.dicomLn != nil {
 		go func() {
@@ -388,6 +622,11 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	if s.stopGauge != nil {
 		s.stopGauge()
 	}
+	// Nothing reaches the trail once the listeners are down.
+	for _, c := range s.extClose {
+		errs = append(errs, c())
+	}
+	s.extClose = nil
 	if s.started {
 		errs = append(errs, s.queue.Stop(ctx))
 	}
@@ -404,6 +643,18 @@ func (s *Service) closeParts() error {
 	}
 	if s.runner != nil {
 		errs = append(errs, s.runner.Close())
+	}
+	for _, c := range s.extClose {
+		errs = append(errs, c())
+	}
+	if s.trail != nil {
+		errs = append(errs, s.trail.Close())
+	}
+	if s.policy != nil {
+		errs = append(errs, s.policy.Close())
+	}
+	if s.tokens != nil {
+		errs = append(errs, s.tokens.Close())
 	}
 	if s.db != nil {
 		errs = append(errs, s.db.Close())

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -134,7 +133,7 @@ func TestDIMSEToResultSRRestartAndDuplicates(t *testing.T) {
 	if out, err := storescu(t, s.DICOMAddr(), chest); err != nil {
 		t.Fatalf("storescu again: %v\n%s", err, out)
 	}
-	cl := dicomweb.Client{BaseURL: base(s) + "/dicomweb"}
+	cl := webClient(s)
 	resp, err := cl.StoreFiles(context.Background(), "", chest)
 	if err != nil || resp.HTTPStatus != 200 || len(resp.Referenced) != 1 {
 		t.Fatalf("STOW again: %+v %v", resp, err)
@@ -165,7 +164,7 @@ func stowBody(parts ...[]byte) (body []byte, contentType string) {
 
 // curlSTOW posts a body with curl and returns the HTTP status and the
 // response body.
-func curlSTOW(t *testing.T, url string, body []byte, ctype string) (int, string) {
+func curlSTOW(t *testing.T, s *Service, url string, body []byte, ctype string) (int, string) {
 	t.Helper()
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Skip("curl not installed")
@@ -174,16 +173,16 @@ func curlSTOW(t *testing.T, url string, body []byte, ctype string) (int, string)
 	if err := os.WriteFile(path, body, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command("curl", "-sS", "-o", "-", "-w", "\n%{http_code}", "-X", "POST",
+	out, err := exec.Command("curl", "-sS", "-o", "-", "-w", "\n%{http_code}", "-X", "POST", "-H", "Authorization: "+authHeader(s).Get("Authorization"),
 		"-H", "Content-Type: "+ctype, "-H", "Accept: application/dicom+json", "--data-binary", "@"+path, url).Output()
 	if err != nil {
 		t.Fatalf("curl: %v", err)
 	}
-	s := string(out)
-	i := strings.LastIndexByte(s, '\n')
+	txt := string(out)
+	i := strings.LastIndexByte(txt, '\n')
 	var code int
-	fmt.Sscan(s[i+1:], &code)
-	return code, s[:i]
+	fmt.Sscan(txt[i+1:], &code)
+	return code, txt[:i]
 }
 
 // TestSTOWToResult: a chest radiograph (UID-rewritten copies) by curl and
@@ -195,11 +194,11 @@ func TestSTOWToResult(t *testing.T) {
 
 	a, b := withUID(t, raw, chestSOP, 1), withUID(t, raw, chestSOP, 2)
 	body, ctype := stowBody(a)
-	code, resp := curlSTOW(t, base(s)+"/dicomweb/studies", body, ctype)
+	code, resp := curlSTOW(t, s, base(s)+"/dicomweb/studies", body, ctype)
 	if code != 200 || !strings.Contains(resp, uidWith(chestSOP, 1)) {
 		t.Fatalf("curl STOW: %d %s", code, resp)
 	}
-	cl := dicomweb.Client{BaseURL: base(s) + "/dicomweb"}
+	cl := webClient(s)
 	sr, err := cl.Store(context.Background(), chestStudy, bytes.NewReader(b))
 	if err != nil || sr.HTTPStatus != 200 || len(sr.Referenced) != 1 || sr.Referenced[0].SOPInstanceUID != uidWith(chestSOP, 2) {
 		t.Fatalf("client STOW: %+v %v", sr, err)
@@ -224,7 +223,7 @@ func TestRejectsBadInputStoringNothing(t *testing.T) {
 	ct := readShared(t, ctName)
 	s := startService(t, t.TempDir(), repo, nil)
 	ctx := context.Background()
-	cl := dicomweb.Client{BaseURL: base(s) + "/dicomweb"}
+	cl := webClient(s)
 	notDICOM := []byte("this is not a DICOM file, just some text long enough to be read as one")
 	truncated := ct[:len(ct)/2]
 
@@ -245,7 +244,7 @@ func TestRejectsBadInputStoringNothing(t *testing.T) {
 		t.Fatalf("study mismatch: %+v %v", resp, err)
 	}
 	// Malformed multipart (no boundary): 400 by curl.
-	if code, _ := curlSTOW(t, base(s)+"/dicomweb/studies", []byte("garbage"), `multipart/related; type="application/dicom"`); code != 400 {
+	if code, _ := curlSTOW(t, s, base(s)+"/dicomweb/studies", []byte("garbage"), `multipart/related; type="application/dicom"`); code != 400 {
 		t.Errorf("multipart without boundary: HTTP %d, want 400", code)
 	}
 	if rows, blobs := counts(t, s); rows != 0 || blobs != 0 {
@@ -336,17 +335,14 @@ func TestReadyzAndMetrics(t *testing.T) {
 		Status string            `json:"status"`
 		Checks map[string]string `json:"checks"`
 	}
-	if code := getJSON(t, base(s)+"/readyz", &ready); code != 200 || ready.Status != "ready" || len(ready.Checks) != 4 {
+	if code := getJSON(t, s, base(s)+"/readyz", &ready); code != 200 || ready.Status != "ready" || len(ready.Checks) != 5 || ready.Checks["audit"] != "ok" {
 		t.Fatalf("readyz: %d %+v", code, ready)
 	}
 	if out, err := storescu(t, s.DICOMAddr(), sharedPath(t, chestName)); err != nil {
 		t.Fatalf("storescu: %v\n%s", err, out)
 	}
 	waitDone(t, s, chestSOP)
-	resp, err := http.Get(base(s) + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := get(t, base(s)+"/metrics", authHeader(s))
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, want := range []string{
