@@ -386,8 +386,12 @@ func (e *Exporter) send(ctx context.Context, d *Destination, refs []Ref, auto bo
 		return nil, fmt.Errorf("%w: %d distinct (SOP class, transfer syntax) pairs, at most 128 per association", ErrInvalidRequest, len(ctxs))
 	}
 
+	// failures counts associations lost to transient errors (dial or
+	// mid-transfer); an association closed because a stored instance was
+	// cut short is re-opened at once without counting.
 	var lastErr error
-	for attempt := 1; attempt <= d.Retry.Attempts && auditErr == nil; attempt++ {
+	failures, backoffs := 0, 0
+	for failures < d.Retry.Attempts && auditErr == nil && ctx.Err() == nil {
 		pending := 0
 		for _, p := range plans {
 			if !p.done {
@@ -397,9 +401,10 @@ func (e *Exporter) send(ctx context.Context, d *Destination, refs []Ref, auto bo
 		if pending == 0 {
 			break
 		}
-		if attempt > 1 {
-			wait := backoff(d.Retry, attempt-1)
-			e.log.Warn("export: retrying", "destination", d.Name, "attempt", attempt, "wait_ms", wait.Milliseconds(), "error", lastErr.Error())
+		if failures > backoffs {
+			backoffs = failures
+			wait := backoff(d.Retry, failures)
+			e.log.Warn("export: retrying", "destination", d.Name, "attempt", failures+1, "wait_ms", wait.Milliseconds(), "error", lastErr.Error())
 			if err := sleep(ctx, wait); err != nil {
 				break
 			}
@@ -410,13 +415,15 @@ func (e *Exporter) send(ctx context.Context, d *Destination, refs []Ref, auto bo
 		}, ctxs)
 		if err != nil {
 			lastErr = err
+			failures++
 			if ctx.Err() != nil || !transient(err) {
 				break
 			}
 			continue
 		}
 		res.Associations++
-		broken := false
+		var lost error // transport failure: the pending instances wait for the next association
+		cut := false   // a data set was cut short: the association is unusable
 		for _, p := range plans {
 			if p.done {
 				continue
@@ -426,27 +433,30 @@ func (e *Exporter) send(ctx context.Context, d *Destination, refs []Ref, auto bo
 			}
 			p.out.Attempts++
 			r := e.sendOne(ctx, cl, d, keys, p)
-			switch {
-			case r.transportErr != nil:
-				lastErr = r.transportErr
-				broken = true
-			default:
-				finish(p, r.status, r.reason, r.msg)
-				broken = r.broken
+			if r.transportErr != nil {
+				lost = r.transportErr
+				break
 			}
-			if broken {
+			finish(p, r.status, r.reason, r.msg)
+			if r.broken {
+				cut = true
 				break
 			}
 		}
-		if broken {
+		switch {
+		case lost != nil:
 			cl.Abort()
-			if lastErr != nil && !transient(lastErr) {
-				break
+			lastErr = lost
+			failures++
+			if !transient(lost) {
+				failures = d.Retry.Attempts
 			}
-			continue
-		}
-		if err := cl.Release(ctx); err != nil {
-			e.log.Warn("export: release failed", "destination", d.Name, "error", err.Error())
+		case cut:
+			cl.Abort()
+		default:
+			if err := cl.Release(ctx); err != nil {
+				e.log.Warn("export: release failed", "destination", d.Name, "error", err.Error())
+			}
 		}
 	}
 
@@ -466,7 +476,7 @@ func (e *Exporter) send(ctx context.Context, d *Destination, refs []Ref, auto bo
 				msg = lastErr.Error()
 			}
 			finish(p, StatusNotSent, ReasonNetwork, msg)
-			err = fmt.Errorf("%w: %s (%s) after %d attempts: %v", ErrDestinationUnavailable, d.Name, d.Address, d.Retry.Attempts, lastErr)
+			err = fmt.Errorf("%w: %s (%s) after %d attempts: %w", ErrDestinationUnavailable, d.Name, d.Address, failures, lastErr)
 		}
 	}
 	for _, o := range res.Outcomes {
