@@ -11,7 +11,6 @@ import (
 	"testing/fstest"
 	"time"
 
-	"github.com/radflow/radflow/internal/dicomweb"
 	"github.com/radflow/radflow/internal/dimse"
 	"github.com/radflow/radflow/internal/models"
 	"github.com/radflow/radflow/internal/store"
@@ -127,7 +126,7 @@ func BenchmarkSTOW(b *testing.B) {
 			var wg sync.WaitGroup
 			for c := range conns {
 				wg.Go(func() {
-					cl := dicomweb.Client{BaseURL: base(s) + "/dicomweb"}
+					cl := webClient(s)
 					bufs := make([][]byte, 10)
 					for start := c * 10; start < b.N; start += conns * 10 {
 						var rs []io.Reader
