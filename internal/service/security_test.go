@@ -290,7 +290,9 @@ func TestDIMSEPeersPolicy(t *testing.T) {
 	if st, err := mod.Store(ctx, meta.MediaStorageSOPClassUID, ctSOP, meta.TransferSyntaxUID, bytes.NewReader(ds), int64(len(ds))); err != nil || st != 0 {
 		t.Fatalf("technologist AE C-STORE: %#04x %v", st, err)
 	}
-	r = lastRecord(t, s, func(r audit.Record) bool { return r.Outcome == audit.OutcomeSuccess && r.Protocol == audit.ProtocolDIMSE })
+	r = lastRecord(t, s, func(r audit.Record) bool {
+		return r.Outcome == audit.OutcomeSuccess && r.Protocol == audit.ProtocolDIMSE
+	})
 	if r.SubjectID != "MODALITY" || r.SubjectKind != "ae" || r.Organisation != "hospital-a" || r.Resource.StudyInstanceUID != ctStudy ||
 		r.Resource.SOPInstanceUID != ctSOP || r.Detail["dimse_status"] != "0000" || r.Detail["auth_method"] != "ae" {
 		t.Errorf("C-STORE record: %+v", r)
