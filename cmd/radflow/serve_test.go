@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -13,10 +14,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/radflow/radflow/internal/auth"
 	"github.com/radflow/radflow/internal/inference"
 )
 
@@ -102,11 +105,37 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// served is a running `radflow serve` subprocess with its output so far.
+type served struct {
+	cmd            *exec.Cmd
+	stdout, stderr *lockedBuf
+}
+
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l *lockedBuf) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// stop sends SIGTERM and waits.
+func (s *served) stop() { s.cmd.Process.Signal(syscall.SIGTERM); s.cmd.Wait() }
+
 // startServe starts the binary and waits until it prints its listeners.
 func startServe(t *testing.T, bin string, args ...string) *exec.Cmd {
 	t.Helper()
+	return startServeEnv(t, bin, nil, args...).cmd
+}
+
+// startServeEnv starts the binary with extra environment variables,
+// capturing stdout and stderr, and waits until it prints its listeners.
+func startServeEnv(t *testing.T, bin string, env []string, args ...string) *served {
+	t.Helper()
 	cmd := exec.Command(bin, append([]string{"serve"}, args...)...)
-	cmd.Stderr = io.Discard
+	cmd.Env = append(os.Environ(), env...)
+	sv := &served{cmd: cmd, stdout: &lockedBuf{}, stderr: &lockedBuf{}}
+	cmd.Stderr = sv.stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -118,8 +147,12 @@ func startServe(t *testing.T, bin string, args ...string) *exec.Cmd {
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
+			sv.stdout.Write(append(sc.Bytes(), '\n'))
 			if strings.HasPrefix(strings.TrimSpace(sc.Text()), "workers") {
-				ready <- true
+				select {
+				case ready <- true:
+				default:
+				}
 			}
 		}
 		close(ready)
@@ -128,13 +161,58 @@ func startServe(t *testing.T, bin string, args ...string) *exec.Cmd {
 	case ok := <-ready:
 		if !ok {
 			cmd.Wait()
-			t.Fatalf("radflow serve exited before listening")
+			t.Fatalf("radflow serve exited before listening:\n%s", sv.stderr.String())
 		}
 	case <-time.After(60 * time.Second):
 		cmd.Process.Kill()
 		t.Fatal("radflow serve did not start within 60 s")
 	}
-	return cmd
+	return sv
+}
+
+// buildRadflow builds the binary once per test binary run.
+var buildOnce struct {
+	sync.Once
+	bin string
+	err error
+	out []byte
+}
+
+func buildRadflow(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "radflow-bin")
+		if err != nil {
+			buildOnce.err = err
+			return
+		}
+		buildOnce.bin = filepath.Join(dir, "radflow")
+		buildOnce.out, buildOnce.err = exec.Command("go", "build", "-o", buildOnce.bin, ".").CombinedOutput()
+	})
+	if buildOnce.err != nil {
+		t.Fatalf("go build: %v\n%s", buildOnce.err, buildOnce.out)
+	}
+	return buildOnce.bin
+}
+
+// radiologistToken creates an API token in DATA/auth.db (as `radflow
+// tokens create` does) for reading studies and results.
+func radiologistToken(t *testing.T, data string) string {
+	t.Helper()
+	os.MkdirAll(data, 0o750)
+	ts, err := auth.OpenTokenStore(context.Background(), filepath.Join(data, "auth.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ts.Close()
+	tok, _, err := ts.Create(context.Background(), auth.TokenSpec{Name: "test", Roles: []string{auth.RoleRadiologist}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 // TestServeKill9KeepsAcknowledgedInstances: storescu N distinct chest
@@ -160,10 +238,7 @@ func TestServeKill9KeepsAcknowledgedInstances(t *testing.T) {
 		t.Skipf("shared chest radiograph absent: %v", err)
 	}
 	tmp := t.TempDir()
-	bin := filepath.Join(tmp, "radflow")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildRadflow(t)
 	const n = 8
 	var files, uids []string
 	for i := range n {
@@ -173,6 +248,7 @@ func TestServeKill9KeepsAcknowledgedInstances(t *testing.T) {
 		files, uids = append(files, p), append(uids, uid)
 	}
 	data := filepath.Join(tmp, "data")
+	token := radiologistToken(t, data)
 	httpAddr, dicomAddr := freePort(t), freePort(t)
 	args := []string{"--data", data, "--http", httpAddr, "--dicom", dicomAddr, "--models", "../../models", "--min-free-disk", "0"}
 	// Workers 0 first so that jobs are still queued at the kill.
@@ -196,7 +272,9 @@ func TestServeKill9KeepsAcknowledgedInstances(t *testing.T) {
 				Status string `json:"status"`
 				Label  string `json:"label"`
 			}
-			resp, err := http.Get("http://" + httpAddr + "/api/v1/results?instance=" + uid)
+			req, _ := http.NewRequest("GET", "http://"+httpAddr+"/api/v1/results?instance="+uid, nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
