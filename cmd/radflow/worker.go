@@ -11,7 +11,9 @@ import (
 // serve --workers 0` process ingests into (same SQLite file in WAL mode,
 // same blobs/). SQLite takes one writer at a time, so this fits a few
 // worker processes on the same host; scaling out across hosts needs the
-// PostgreSQL store (planned).
+// PostgreSQL store (planned). It opens the same encryption-at-rest keys
+// (RADFLOW_KEK, --keyring, or <data>/keys) to read instances and write
+// result SRs; it has no listeners, hence no authentication or audit trail.
 func runWorker(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -26,6 +28,9 @@ a 'radflow serve --workers 0' process on the same host: both open the same
 SQLite database (WAL) and blob directory. Results and their SRs are written
 as 'radflow serve' writes them. SQLite serialises writers, so this suits a
 few processes on one host; scale-out across hosts needs PostgreSQL (planned).
+Instances, SRs and PHI columns are encrypted at rest with the same keys as
+serve: give it the same keyring (RADFLOW_KEK, --keyring or DATA/keys). It
+serves no requests, so it needs no tokens and writes no audit records.
 SIGINT/SIGTERM finish the running jobs (up to --shutdown-timeout) and stop.
 
 Each option is read from, highest first: the flag, the environment variable
