@@ -178,9 +178,10 @@ func Deidentify(in *dicom.Instance, opts Options) (*Result, error) {
 	case dicom.ImplicitVRLittleEndian, dicom.ExplicitVRLittleEndian, dicom.ExplicitVRBigEndian, dicom.DeflatedExplicitVRLittleEndian, "":
 		res.TransferSyntaxUID = dicom.ExplicitVRLittleEndian
 	}
-	b, err := encodePart10(in.SOPClassUID(), res.SOPInstanceUID, res.TransferSyntaxUID, out, in.BigEndian)
+	b, err := dicom.EncodePart10(dicom.FileMeta{MediaStorageSOPClassUID: in.SOPClassUID(), MediaStorageSOPInstanceUID: res.SOPInstanceUID,
+		TransferSyntaxUID: res.TransferSyntaxUID, SourceBigEndian: in.BigEndian}, out)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrEncode, err)
 	}
 	res.Part10 = b
 	return res, nil

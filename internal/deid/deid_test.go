@@ -15,7 +15,7 @@ func build(t *testing.T, sop string, elems ...*sdicom.Element) *dicom.Instance {
 	elems = append(elems,
 		dicom.NewStringElement(tag.SOPClassUID, "UI", "1.2.840.10008.5.1.4.1.1.2"),
 		dicom.NewStringElement(tag.SOPInstanceUID, "UI", sop))
-	b, err := encodePart10("1.2.840.10008.5.1.4.1.1.2", sop, dicom.ExplicitVRLittleEndian, elems, false)
+	b, err := dicom.EncodePart10(dicom.FileMeta{MediaStorageSOPClassUID: "1.2.840.10008.5.1.4.1.1.2", MediaStorageSOPInstanceUID: sop}, elems)
 	if err != nil {
 		t.Fatal(err)
 	}

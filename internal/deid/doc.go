@@ -7,8 +7,9 @@
 // transcription of the standard's table), the attribute actions applied
 // recursively into sequences, private attribute removal with an allow-list,
 // consistent keyed UID and Patient ID replacement (HMAC-SHA256 under a
-// project secret), the De-identification Method attributes, and a Part 10
-// writer that keeps Pixel Data bytes as they are (native or encapsulated).
+// project secret) and the De-identification Method attributes. The Part 10
+// file is written by dicom.EncodePart10, which keeps Pixel Data bytes as
+// they are (native or encapsulated, in the source's transfer syntax).
 //
 // It does not own: cleaning pixel data (burned-in annotations are refused,
 // see ErrBurnedInAnnotation), the Retain UIDs / Retain Institution Identity /

@@ -165,7 +165,7 @@ func syntheticAll(t *testing.T) (*dicom.Instance, map[tag.Tag]string) {
 	// (0008,0016) and (0008,0018) are needed to write the file; 0008,0018 is in the table.
 	top = append(top, dicom.NewStringElement(tag.SOPClassUID, "UI", "1.2.840.10008.5.1.4.1.1.7"),
 		dicom.NewSequenceElement(nestParent, nested))
-	b, err := encodePart10("1.2.840.10008.5.1.4.1.1.7", sampleUID(tag.SOPInstanceUID), dicom.ExplicitVRLittleEndian, top, false)
+	b, err := dicom.EncodePart10(dicom.FileMeta{MediaStorageSOPClassUID: "1.2.840.10008.5.1.4.1.1.7", MediaStorageSOPInstanceUID: sampleUID(tag.SOPInstanceUID)}, top)
 	if err != nil {
 		t.Fatal(err)
 	}
