@@ -10,6 +10,9 @@
 // registry and the Metrics other packages record into, readiness checks.
 // It does not own: the DICOMweb protocol (package dicomweb), results and
 // model storage (consumer interfaces Results and Models, implemented by the
-// store and models packages), authentication mechanisms (a Guard
-// implementation comes later; the default allows everything).
+// store and models packages), authentication, policy and audit (the Guard
+// implementation is package access, wired by package service; the default
+// AllowAll is for tests and embedding). Guard errors map to 401 (with
+// WWW-Authenticate), 403, 400, 503 and 500; each route narrows the
+// connection's read/write deadlines to its own timeout.
 package api

@@ -16,9 +16,22 @@
 // works the queue of a data directory another process ingests into.
 //
 // Data directory layout: radflow.db (+ -wal, -shm: SQLite in WAL mode,
-// instance metadata, results, River's jobs), blobs/ (received instances and
-// result SRs as Part 10 files, blobs/YYYYMMDD/HHMM/<sha256>-<rand>.dcm),
-// tmp/ (DIMSE data sets being received; emptied at start).
+// instance metadata with encrypted PHI columns, results, River's jobs,
+// study_owners), blobs/ (received instances and result SRs as Part 10
+// files encrypted by the keys codec, blobs/YYYYMMDD/HHMM/<sha256>-<rand>.dcm),
+// tmp/ (DIMSE data sets being received; emptied at start), auth.db (API
+// tokens), audit/ (the audit trail), keys/ (generated KEK keyring, PHI key,
+// audit HMAC key).
+//
+// Security (Config.Security, docs/security.md): encryption at rest always
+// (keys.Open, store PHI cipher, blob codec); with listeners, the token
+// store (bootstrapping the admin token: BootstrapToken), the JWT verifier,
+// the policy engine, the audit trail (closed after the servers stop; its
+// failure is a /readyz check), and the guards of package access on every
+// HTTP route and C-STORE; HTTPS and DICOM TLS when configured. The
+// zero-configuration DIMSE identity (any calling AE is a technologist) is
+// refused off loopback (ErrInsecureDefault). Config.Extensions add routes
+// (e.g. export) behind the same guard.
 //
 // It owns: the assembly and its order (start and shutdown), the adapters
 // between the packages' consumer interfaces (dicomweb.Ingester and
