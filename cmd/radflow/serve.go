@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -191,37 +192,12 @@ func (o *securityFlags) register(fs *flag.FlagSet) {
 func (o *securityFlags) apply(cfg *service.Config) error {
 	sec := &cfg.Security
 	sec.AdminToken = os.Getenv("RADFLOW_ADMIN_TOKEN")
-	if (o.tlsCert == "") != (o.tlsKey == "") {
-		return errors.New("--tls-cert and --tls-key go together")
+	var err error
+	if sec.HTTPTLS, err = serverTLS("tls", o.tlsCert, o.tlsKey, o.tlsClientCA, tlsconfig.ClientAuthOptional); err != nil {
+		return fmt.Errorf("HTTPS: %w", err)
 	}
-	if o.tlsCert != "" {
-		ca := tlsconfig.ClientAuthNone
-		if o.tlsClientCA != "" {
-			ca = tlsconfig.ClientAuthOptional
-		}
-		c, err := tlsconfig.Server(tlsconfig.ServerOptions{CertFile: o.tlsCert, KeyFile: o.tlsKey, ClientCAFile: o.tlsClientCA, ClientAuth: ca})
-		if err != nil {
-			return fmt.Errorf("HTTPS: %w", err)
-		}
-		sec.HTTPTLS = c
-	} else if o.tlsClientCA != "" {
-		return errors.New("--tls-client-ca needs --tls-cert and --tls-key")
-	}
-	if (o.dicomTLSCert == "") != (o.dicomTLSKey == "") {
-		return errors.New("--dicom-tls-cert and --dicom-tls-key go together")
-	}
-	if o.dicomTLSCert != "" {
-		ca := tlsconfig.ClientAuthNone
-		if o.dicomTLSClientCA != "" {
-			ca = tlsconfig.ClientAuthRequire
-		}
-		c, err := tlsconfig.Server(tlsconfig.ServerOptions{CertFile: o.dicomTLSCert, KeyFile: o.dicomTLSKey, ClientCAFile: o.dicomTLSClientCA, ClientAuth: ca})
-		if err != nil {
-			return fmt.Errorf("DICOM TLS: %w", err)
-		}
-		sec.DICOMTLS = c
-	} else if o.dicomTLSClientCA != "" {
-		return errors.New("--dicom-tls-client-ca needs --dicom-tls-cert and --dicom-tls-key")
+	if sec.DICOMTLS, err = serverTLS("dicom-tls", o.dicomTLSCert, o.dicomTLSKey, o.dicomTLSClientCA, tlsconfig.ClientAuthRequire); err != nil {
+		return fmt.Errorf("DICOM TLS: %w", err)
 	}
 	if o.dicomPeers != "" {
 		pc, err := loadPeers(o.dicomPeers)
@@ -249,6 +225,26 @@ func (o *securityFlags) apply(cfg *service.Config) error {
 		sec.AuditSinks = append(sec.AuditSinks, sink)
 	}
 	return nil
+}
+
+// serverTLS builds a listener's TLS configuration from the --PREFIX-cert,
+// --PREFIX-key and --PREFIX-client-ca flags (nil without a certificate);
+// with a client CA, client certificates are checked as withCA says.
+func serverTLS(prefix, cert, key, clientCA string, withCA tlsconfig.ClientAuth) (*tls.Config, error) {
+	if (cert == "") != (key == "") {
+		return nil, fmt.Errorf("--%s-cert and --%s-key go together", prefix, prefix)
+	}
+	if cert == "" {
+		if clientCA != "" {
+			return nil, fmt.Errorf("--%s-client-ca needs --%s-cert and --%s-key", prefix, prefix, prefix)
+		}
+		return nil, nil
+	}
+	ca := tlsconfig.ClientAuthNone
+	if clientCA != "" {
+		ca = withCA
+	}
+	return tlsconfig.Server(tlsconfig.ServerOptions{CertFile: cert, KeyFile: key, ClientCAFile: clientCA, ClientAuth: ca})
 }
 
 // loadPeers reads a --dicom-peers YAML file (auth.PeerConfig; unknown

@@ -93,7 +93,9 @@ var _ api.Guard = (*Guard)(nil)
 
 var reUID = regexp.MustCompile(`^[0-9]+(\.[0-9]+)*$`)
 
-// uid returns s when it is a DICOM UID (digits and dots, ≤ 64), else "".
+// UID returns s when it is a DICOM UID (digits and dots, ≤ 64), else "".
+func UID(s string) string { return uid(s) }
+
 func uid(s string) string {
 	if len(s) <= 64 && reUID.MatchString(s) {
 		return s
@@ -149,8 +151,10 @@ func printable(s string, max int) bool {
 	return true
 }
 
-// auditRoles keeps the roles the audit record accepts (an identity
-// provider may send others, e.g. "default-roles-radflow").
+// AuditRoles keeps the roles an audit record accepts (an identity
+// provider may send others, e.g. "default-roles-radflow"), at most 32.
+func AuditRoles(roles []string) []string { return auditRoles(roles) }
+
 func auditRoles(roles []string) []string {
 	out := make([]string, 0, len(roles))
 	for _, r := range roles {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"slices"
 	"strconv"
 
@@ -195,11 +194,11 @@ func (a stowIngester) Ingest(ctx context.Context, r io.Reader, src dicomweb.Sour
 func (s *Service) recordSTOW(ctx context.Context, p api.Principal, out ingest.Outcome, err error) error {
 	rec := audit.Record{
 		Protocol: audit.ProtocolHTTP, RequestID: api.RequestID(ctx),
-		SubjectID: p.Subject, SubjectKind: p.Kind, Roles: auditRoles(p.Roles), Organisation: p.Organisation,
+		SubjectID: p.Subject, SubjectKind: p.Kind, Roles: access.AuditRoles(p.Roles), Organisation: p.Organisation,
 		Action: "instance:store", Outcome: audit.OutcomeSuccess, PolicyDecisionID: p.DecisionID,
-		Resource: audit.Resource{Type: "instance", StudyInstanceUID: uidOrEmpty(out.StudyInstanceUID),
-			SeriesInstanceUID: uidOrEmpty(out.SeriesInstanceUID), SOPInstanceUID: uidOrEmpty(out.SOPInstanceUID)},
-		Detail: map[string]string{"operation": "stow-instance", "sop_class_uid": uidOrEmpty(out.SOPClassUID), "auth_method": p.AuthMethod},
+		Resource: audit.Resource{Type: "instance", StudyInstanceUID: access.UID(out.StudyInstanceUID),
+			SeriesInstanceUID: access.UID(out.SeriesInstanceUID), SOPInstanceUID: access.UID(out.SOPInstanceUID)},
+		Detail: map[string]string{"operation": "stow-instance", "sop_class_uid": access.UID(out.SOPClassUID), "auth_method": p.AuthMethod},
 	}
 	if err != nil {
 		rec.Outcome, rec.Detail["error_kind"] = audit.OutcomeError, "store_failed"
@@ -209,28 +208,6 @@ func (s *Service) recordSTOW(ctx context.Context, p api.Principal, out ingest.Ou
 		return fmt.Errorf("service: audit: %w", aerr)
 	}
 	return nil
-}
-
-var (
-	reUID  = regexp.MustCompile(`^[0-9]+(\.[0-9]+)*$`)
-	reRole = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
-)
-
-func uidOrEmpty(u string) string {
-	if len(u) <= 64 && reUID.MatchString(u) {
-		return u
-	}
-	return ""
-}
-
-func auditRoles(roles []string) []string {
-	out := make([]string, 0, len(roles))
-	for _, r := range roles {
-		if reRole.MatchString(r) && len(out) < 32 {
-			out = append(out, r)
-		}
-	}
-	return out
 }
 
 // catalog is the dicomweb.Catalog over the store. A request whose
@@ -370,7 +347,7 @@ func (c catalog) SearchInstances(ctx context.Context, q dicomweb.Query) ([]dicom
 }
 
 func (c catalog) Instance(ctx context.Context, uid string) (dicomweb.InstanceRow, error) {
-	if uidOrEmpty(uid) == "" {
+	if access.UID(uid) == "" {
 		return dicomweb.InstanceRow{}, fmt.Errorf("%w: not a SOP Instance UID", dicomweb.ErrNotFound)
 	}
 	in, err := c.db.GetInstance(ctx, uid)
@@ -381,7 +358,7 @@ func (c catalog) Instance(ctx context.Context, uid string) (dicomweb.InstanceRow
 }
 
 func (c catalog) OpenInstance(ctx context.Context, uid string) (io.ReadCloser, error) {
-	if uidOrEmpty(uid) == "" {
+	if access.UID(uid) == "" {
 		return nil, fmt.Errorf("%w: not a SOP Instance UID", dicomweb.ErrNotFound)
 	}
 	in, err := c.db.GetInstance(ctx, uid)
