@@ -21,6 +21,7 @@ import (
 
 	"github.com/radflow/radflow/internal/audit"
 	"github.com/radflow/radflow/internal/auth"
+	"github.com/radflow/radflow/internal/export"
 	"github.com/radflow/radflow/internal/inference"
 	"github.com/radflow/radflow/internal/models"
 	"github.com/radflow/radflow/internal/service"
@@ -38,6 +39,7 @@ type serviceFlags struct {
 	models          modelFlags
 	keyring         string
 	phiFuzzyIndex   string
+	destinations    string
 }
 
 func (o *serviceFlags) register(fs *flag.FlagSet, defaultWorkers int) {
@@ -48,6 +50,7 @@ func (o *serviceFlags) register(fs *flag.FlagSet, defaultWorkers int) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error (logs go to stderr as JSON and never contain patient attributes)")
 	fs.StringVar(&o.keyring, "keyring", "", "keyring `FILE` of the key-encryption keys of encryption at rest, e.g. a mounted secret (default DATA/keys/kek.json, generated at first start; RADFLOW_KEK, when set, takes precedence)")
 	fs.StringVar(&o.phiFuzzyIndex, "phi-fuzzy-index", "none", "fuzzy Patient's Name matching over the encrypted PHI columns: none (decrypt distinct names per query; leaks nothing more) or prefix (HMAC word-prefix index; faster, leaks shared prefixes)")
+	fs.StringVar(&o.destinations, "destinations", "", "YAML `FILE` of the DICOM destinations that studies and result SRs are exported to (docs/export.md): POST /api/v1/exports, and each result SR pushed to the destinations with auto: [sr]; external destinations receive de-identified copies only (default: none, exports disabled)")
 	o.models.register(fs)
 }
 
@@ -78,10 +81,17 @@ func (o *serviceFlags) serviceConfig() (service.Config, error) {
 	if fuzzy != store.FuzzyNone && fuzzy != store.FuzzyPrefix {
 		return service.Config{}, fmt.Errorf("--phi-fuzzy-index %q: want none or prefix", o.phiFuzzyIndex)
 	}
+	var dests *export.Config
+	if o.destinations != "" {
+		if dests, err = export.LoadConfig(o.destinations); err != nil {
+			return service.Config{}, fmt.Errorf("--destinations: %w", err)
+		}
+	}
 	return service.Config{
-		DataDir: o.data,
-		Workers: o.workers,
-		Models:  repo,
+		Destinations: dests,
+		DataDir:      o.data,
+		Workers:      o.workers,
+		Models:       repo,
 		ORT: inference.Options{
 			LibraryPath:    o.models.ortLib,
 			Provider:       inference.Provider(o.models.provider),
@@ -317,6 +327,11 @@ once (RADFLOW_ADMIN_TOKEN sets it instead). Stored instances and PHI columns
 are encrypted at rest (DATA/keys). TLS: radflow certs dev, then --tls-cert
 and --tls-key (HTTPS), --dicom-tls-cert and --dicom-tls-key (DICOM TLS).
 
+Exports (--destinations, docs/export.md): POST /api/v1/exports sends a study
+or instances to a DICOM destination by C-STORE (policy action export:
+radiologists; an external destination also needs deid and only ever receives
+de-identified copies); destinations with auto: [sr] receive each result SR.
+
 Each option is read from, highest first: the flag, the environment variable
 shown in brackets, the YAML file of --config (keys are the flag names), the
 default. Sizes take KiB/MiB/GiB or KB/MB/GB suffixes.
@@ -429,6 +444,21 @@ func runService(name string, cfg service.Config, o *serviceFlags, stdout, stderr
 	}
 	if svc.Trail() != nil && (!httpsOn || (svc.DICOMAddr() != "" && !dicomTLSOn)) {
 		fmt.Fprintf(stdout, "  TLS       off: radflow certs dev, then --tls-cert/--tls-key (HTTPS) and --dicom-tls-cert/--dicom-tls-key (DICOM TLS)\n")
+	}
+	if dests, auto := svc.Destinations(); len(dests) > 0 {
+		var names []string
+		for _, d := range dests {
+			n := d.Name
+			if d.External {
+				n += " (external, de-identified)"
+			}
+			names = append(names, n)
+		}
+		note := ""
+		if auto {
+			note = "; result SRs auto-pushed"
+		}
+		fmt.Fprintf(stdout, "  exports   %s%s\n", strings.Join(names, ", "), note)
 	}
 	fmt.Fprintf(stdout, "  models    %s\n", strings.Join(svc.ModelRefs(), ", "))
 	fmt.Fprintf(stdout, "  workers   %d\n", cfg.Workers)

@@ -19,6 +19,7 @@ import (
 	"github.com/radflow/radflow/internal/auth"
 	"github.com/radflow/radflow/internal/dicomweb"
 	"github.com/radflow/radflow/internal/dimse"
+	"github.com/radflow/radflow/internal/export"
 	"github.com/radflow/radflow/internal/inference"
 	"github.com/radflow/radflow/internal/ingest"
 	"github.com/radflow/radflow/internal/keys"
@@ -83,9 +84,18 @@ type Config struct {
 	// Security configures encryption at rest (always on), and for a
 	// service with listeners authentication, policy, audit and TLS.
 	Security Security
-	// Extensions add HTTP routes (e.g. the export service) behind the same
-	// Guard; each is called once by New with the opened parts.
+	// Extensions add HTTP routes behind the same Guard; each is called
+	// once by New with the opened parts.
 	Extensions []ExtensionFunc
+	// Destinations is the validated destinations file of export
+	// (export.LoadConfig; docs/export.md). With HTTP, POST
+	// /api/v1/exports and GET /api/v1/destinations are served (policy
+	// action export; an external destination also needs deid); nil or no
+	// destinations: exports disabled (404 unknown destination, []).
+	// Destinations with auto: [sr] receive each result SR this process's
+	// workers write; a process without listeners (radflow worker) then
+	// audits to WorkerAuditDir.
+	Destinations *export.Config
 }
 
 // Security is the security part of Config. The zero value is the
@@ -179,6 +189,10 @@ type Service struct {
 	trail      *audit.Trail
 	owners     *access.Owners
 	extClose   []func() error
+
+	exporter    *export.Exporter
+	pusher      *export.AutoPusher
+	workerTrail *audit.Trail // auto-push audit of a process without listeners
 
 	mu        sync.Mutex
 	httpLn    net.Listener
@@ -288,7 +302,10 @@ func New(ctx context.Context, cfg Config) (_ *Service, err error) {
 	}); err != nil {
 		return nil, err
 	}
-	handler.SR = s.ingest
+	if err := s.openExports(ctx); err != nil {
+		return nil, err
+	}
+	handler.SR = s.srSink()
 
 	if cfg.HTTPAddr != "" {
 		web, err := dicomweb.New(dicomweb.Config{
@@ -298,7 +315,10 @@ func New(ctx context.Context, cfg Config) (_ *Service, err error) {
 		if err != nil {
 			return nil, err
 		}
-		routes := api.FromDICOMweb(web.Routes())
+		routes := append(api.FromDICOMweb(web.Routes()), s.exportRoutes()...)
+		for k, v := range exportActions() {
+			g.Actions[k] = v
+		}
 		for _, ext := range cfg.Extensions {
 			e, err := ext(ctx, Parts{Store: s.db, Blobs: s.blobs, Trail: s.trail, Policy: s.policy, Logger: s.log})
 			if err != nil {
@@ -630,6 +650,8 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	if s.started {
 		errs = append(errs, s.queue.Stop(ctx))
 	}
+	// No job writes an SR any more: run the queued auto-pushes.
+	errs = append(errs, s.closeExports(ctx))
 	errs = append(errs, s.closeParts())
 	s.log.Info("radflow service stopped")
 	return errors.Join(errs...)
@@ -647,6 +669,7 @@ func (s *Service) closeParts() error {
 	for _, c := range s.extClose {
 		errs = append(errs, c())
 	}
+	errs = append(errs, s.closeExportsNow())
 	if s.trail != nil {
 		errs = append(errs, s.trail.Close())
 	}
