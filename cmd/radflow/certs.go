@@ -5,6 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/radflow/radflow/internal/tlsconfig"
@@ -56,24 +59,46 @@ func runCerts(args []string, stdout, stderr io.Writer) int {
 		}
 		return 1
 	}
+	peers, peersNote, err := writeDevPeers(*out, *clientCN, *force)
+	if err != nil {
+		fmt.Fprintf(stderr, "radflow certs dev: %v\n", err)
+		return 1
+	}
 	fmt.Fprintf(stdout, `Development certificates written (for local use only):
   CA:     %s (key %s)
   server: %s (key %s)  SANs: localhost, 127.0.0.1, ::1%s
   client: %s (key %s)  CN: %s
+  peers:  %s  (maps the client certificate to a technologist%s)
 
-Turn TLS on:
-  radflow serve --tls-cert %s --tls-key %s \
-    --tls-client-ca %s            # optional: accept/require client certificates (mutual TLS)
+Turn TLS on for both listeners:
+  radflow serve \
+    --tls-cert %s --tls-key %s \
+    --tls-client-ca %s \
+    --dicom-tls-cert %s --dicom-tls-key %s \
+    --dicom-tls-client-ca %s \
+    --dicom-peers %s
+
+  HTTPS:     --tls-cert/--tls-key; --tls-client-ca (optional) verifies client
+             certificates when sent; mapped by --dicom-peers they authenticate
+             requests without a bearer token.
+  DICOM TLS: --dicom-tls-cert/--dicom-tls-key (TLS 1.2+ only; conventional
+             port 2762); --dicom-tls-client-ca (optional) requires client
+             certificates (mutual TLS), mapped to identities by --dicom-peers.
+
+HTTPS (curl):
   curl --cacert %s https://localhost:8080/healthz
-  curl --cacert %s --cert %s --key %s https://localhost:8080/healthz   # mutual TLS
+  curl --cacert %s --cert %s --key %s https://localhost:8080/readyz   # mutual TLS
 
 DICOM TLS (dcmtk):
-  echoscu  +tls %s %s +cf %s localhost 11112
+  echoscu  +tls %s %s +cf %s -aec RADFLOW localhost 11112
   storescu +tls %s %s +cf %s -aec RADFLOW localhost 11112 FILE.dcm
 `,
 		f.CACert, f.CAKey, f.ServerCert, f.ServerKey, extraHosts(hosts), f.ClientCert, f.ClientKey, *clientCN,
+		peers, peersNote,
 		f.ServerCert, f.ServerKey, f.CACert,
-		f.CACert, f.CACert, f.ClientCert, f.ClientKey,
+		f.ServerCert, f.ServerKey, f.CACert, peers,
+		f.CACert,
+		f.CACert, f.ClientCert, f.ClientKey,
 		f.ClientKey, f.ClientCert, f.CACert,
 		f.ClientKey, f.ClientCert, f.CACert)
 	return 0
@@ -84,4 +109,30 @@ func extraHosts(h []string) string {
 		return ""
 	}
 	return ", " + strings.Join(h, ", ")
+}
+
+// writeDevPeers writes DIR/peers.yaml, the --dicom-peers file mapping the
+// development client certificate (CN clientCN) to a technologist. An
+// existing file is kept unless force; note says which happened.
+func writeDevPeers(dir, clientCN string, force bool) (path, note string, err error) {
+	path = filepath.Join(dir, "peers.yaml")
+	body := fmt.Sprintf("# radflow --dicom-peers file written by `radflow certs dev` (development only).\n"+
+		"# Verified client certificates (CN, then SANs) and the identity each maps to.\n"+
+		"certificates:\n  %q: {roles: [technologist]}\n", clientCN)
+	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	if force {
+		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	}
+	fh, err := os.OpenFile(path, flags, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return path, "; existing file kept", nil
+	}
+	if err != nil {
+		return "", "", err
+	}
+	if _, err := fh.WriteString(body); err != nil {
+		fh.Close()
+		return "", "", err
+	}
+	return path, "", fh.Close()
 }
