@@ -8,7 +8,8 @@
 // Rego test.
 //
 // It owns the policy text (the role × action matrix, organisation scoping,
-// purpose of use and break-glass rules); see docs/security-authz.md. It does
+// purpose of use and break-glass rules); see docs/security.md, section
+// "Authorization (policy engine)". It does
 // not own evaluation, reloading or defaults on error (internal/policy), nor
 // authentication (who the subject is and which roles it has).
 package policies

@@ -51,7 +51,7 @@
 // It owns: the record schema and its validation, the trail files, the
 // HMAC chain, verification, the FHIR/DICOM mappings and the syslog sink.
 // It does not own: deciding what to audit or the policy decision
-// (internal/policy, internal/api Guard, the DIMSE handler — see
-// docs/security-audit.md for the adapter), key rotation of the HMAC key,
+// (internal/policy, internal/access Guard and DIMSE guard — see
+// docs/security.md, "The request guard"), key rotation of the HMAC key,
 // retention/archiving of old segments.
 package audit

@@ -15,6 +15,7 @@
 // see ErrBurnedInAnnotation), the Retain UIDs / Retain Institution Identity /
 // Retain Safe Private / Modified Dates / Clean Structured Content / Clean
 // Graphics options, re-identification, or parsing (package dicom). The
-// command-line front end is cmd/radflow/deid.go; docs/security-deid.md
-// explains the choices and the comparison with GDCM's gdcmanon.
+// command-line front end is cmd/radflow/deid.go; docs/security.md, section
+// "De-identification", explains the choices and the comparison with GDCM's
+// gdcmanon.
 package deid

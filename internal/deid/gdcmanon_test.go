@@ -88,7 +88,8 @@ func tagName(t tag.Tag) string {
 // Basic Profile implementation) and radflow on the same real files, and
 // compares the fate of every top-level attribute. The set of differences
 // must equal testdata/gdcmanon_known_differences.tsv, each explained in
-// docs/security-deid.md: a new difference (or a vanished one) fails. Set
+// docs/security.md ("Comparison with GDCM gdcmanon"): a new difference
+// (or a vanished one) fails. Set
 // RADFLOW_UPDATE_GDCMANON=1 to rewrite the file after reviewing.
 func TestCompareGdcmanon(t *testing.T) {
 	gdcmanon, err := exec.LookPath("gdcmanon")

@@ -35,6 +35,6 @@
 // It owns: compiling and evaluating the policy, input validation, the
 // decision ID, default deny, reloads. It does not own: the policy text
 // (package policies), authentication (who the subject is), mapping routes
-// and DIMSE operations to actions (the integrator; see
-// docs/security-authz.md), or writing the audit record.
+// and DIMSE operations to actions (package access; see docs/security.md,
+// section "The request guard"), or writing the audit record.
 package policy

@@ -51,7 +51,7 @@ var allActions = []string{
 	"admin:keys", "admin:tokens", "unknown:action",
 }
 
-// The role × action matrix of docs/security-authz.md, stated independently
+// The role × action matrix of docs/security.md ("The matrix"), stated independently
 // of the Rego so that a policy edit that changes it fails here too.
 var matrix = map[string][]string{
 	"radiologist":         {"study:read", "result:read", "model:read", "export", "deid", "health:read"},

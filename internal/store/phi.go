@@ -23,7 +23,8 @@ type PHICipher interface {
 }
 
 // FuzzyIndex says how fuzzy Patient's Name matching works when PHI is
-// encrypted (see docs/security-encryption.md for the trade-off).
+// encrypted (see docs/security.md, "Fuzzy Patient's Name matching:
+// phi_fuzzy_index", for the trade-off).
 type FuzzyIndex string
 
 const (
