@@ -21,7 +21,7 @@
 // files encrypted by the keys codec, blobs/YYYYMMDD/HHMM/<sha256>-<rand>.dcm),
 // tmp/ (DIMSE data sets being received; emptied at start), auth.db (API
 // tokens), audit/ (the audit trail), keys/ (generated KEK keyring, PHI key,
-// audit HMAC key).
+// audit HMAC key), worker/audit/ (auto-push audit trail of radflow worker).
 //
 // Security (Config.Security, docs/security.md): encryption at rest always
 // (keys.Open, store PHI cipher, blob codec); with listeners, the token
@@ -31,7 +31,18 @@
 // HTTP route and C-STORE; HTTPS and DICOM TLS when configured. The
 // zero-configuration DIMSE identity (any calling AE is a technologist) is
 // refused off loopback (ErrInsecureDefault). Config.Extensions add routes
-// (e.g. export) behind the same guard.
+// behind the same guard.
+//
+// Export (Config.Destinations, docs/export.md; export.go): with HTTP,
+// POST /api/v1/exports and GET /api/v1/destinations of package export
+// behind the guard (policy action export), each exported study decided
+// again with its owning organisation (study_owners) for export and, for
+// an external destination, deid; one audit record per instance
+// (export.TrailAuditor). Processes that run jobs wrap the job handler's SR
+// sink with export.AutoPushIngester when a destination has auto: [sr]; a
+// process without listeners (radflow worker) audits those pushes to
+// WorkerAuditDir (<data>/worker/audit). The pusher is closed at shutdown
+// after the queue stops.
 //
 // It owns: the assembly and its order (start and shutdown), the adapters
 // between the packages' consumer interfaces (dicomweb.Ingester and
