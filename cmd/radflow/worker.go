@@ -13,7 +13,9 @@ import (
 // worker processes on the same host; scaling out across hosts needs the
 // PostgreSQL store (planned). It opens the same encryption-at-rest keys
 // (RADFLOW_KEK, --keyring, or <data>/keys) to read instances and write
-// result SRs; it has no listeners, hence no authentication or audit trail.
+// result SRs; it has no listeners, hence no authentication. With
+// --destinations it auto-pushes result SRs and audits each push in
+// <data>/worker/audit (serve holds the lock on <data>/audit).
 func runWorker(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -30,7 +32,10 @@ as 'radflow serve' writes them. SQLite serialises writers, so this suits a
 few processes on one host; scale-out across hosts needs PostgreSQL (planned).
 Instances, SRs and PHI columns are encrypted at rest with the same keys as
 serve: give it the same keyring (RADFLOW_KEK, --keyring or DATA/keys). It
-serves no requests, so it needs no tokens and writes no audit records.
+serves no requests, so it needs no tokens. With --destinations it pushes
+result SRs to destinations marked 'auto: [sr]' and records each push in its
+own audit trail, DATA/worker/audit (verify it with 'radflow audit verify
+--data DATA/worker --audit-key-file DATA/keys/audit-hmac.key').
 SIGINT/SIGTERM finish the running jobs (up to --shutdown-timeout) and stop.
 
 Each option is read from, highest first: the flag, the environment variable
