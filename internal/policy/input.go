@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -112,8 +113,8 @@ func (in *Input) validate() error {
 		}
 	}
 	for i, r := range in.Subject.Roles {
-		if err := checkString(fmt.Sprintf("subject.roles[%d]", i), r); err != nil {
-			return err
+		if len(r) > MaxStringBytes || !utf8.ValidString(r) { // name built only on failure
+			return checkString("subject.roles["+strconv.Itoa(i)+"]", r)
 		}
 	}
 	for k, v := range in.Resource.Attributes {
@@ -157,9 +158,12 @@ func (in *Input) value() ast.Value {
 	for i, r := range in.Subject.Roles {
 		roles[i] = ast.StringTerm(r)
 	}
-	attrs := make([][2]*ast.Term, 0, len(in.Resource.Attributes))
-	for k, v := range in.Resource.Attributes {
-		attrs = append(attrs, ast.Item(ast.StringTerm(k), ast.StringTerm(v)))
+	var attrs [][2]*ast.Term
+	if len(in.Resource.Attributes) > 0 {
+		attrs = make([][2]*ast.Term, 0, len(in.Resource.Attributes))
+		for k, v := range in.Resource.Attributes {
+			attrs = append(attrs, ast.Item(ast.StringTerm(k), ast.StringTerm(v)))
+		}
 	}
 	s := ast.StringTerm
 	return ast.NewObject(
