@@ -44,6 +44,24 @@ func BenchmarkDecide(b *testing.B) {
 	}
 }
 
+// BenchmarkDecidePaths: Decide on each benchmark input alone, showing what
+// each path through the policy costs (allows evaluate the fewest rules; an
+// organisation deny, a role deny and a break-glass evaluate the most).
+func BenchmarkDecidePaths(b *testing.B) {
+	e := newEngine(b, Config{})
+	names := []string{"radiologist-read", "ai_service-store", "referring-other-org-deny", "break-glass", "auditor-study-deny", "admin-keys"}
+	for k, in := range benchInputs() {
+		b.Run(names[k], func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := e.Decide(context.Background(), in); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkDecideParallel: Decide from GOMAXPROCS goroutines.
 func BenchmarkDecideParallel(b *testing.B) {
 	e := newEngine(b, Config{})
