@@ -32,6 +32,16 @@
 // query is swapped atomically: a Decide in flight finishes on the policy it
 // started with.
 //
+// # Speed
+//
+// One Decide on the shipped policy (2-core shared VM): 40–45 µs for an
+// allow, 60–70 µs for a deny or break-glass, 12–17 KB and 255–380
+// allocations, almost all inside OPA's evaluator (about 0.5 µs per
+// evaluated expression, a few µs per rule evaluated, ~8 µs fixed per Eval).
+// BenchmarkDecideLatency reports p50/p99; its p99 is set by garbage
+// collection (GOGC=100: ~250 µs CPU; GOGC=off: ~115 µs), so a server
+// should run with a larger GOGC or a GOMEMLIMIT.
+//
 // It owns: compiling and evaluating the policy, input validation, the
 // decision ID, default deny, reloads. It does not own: the policy text
 // (package policies), authentication (who the subject is), mapping routes
