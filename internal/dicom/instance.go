@@ -70,6 +70,15 @@ type PixelData struct {
 // ParseFile parses the file at path. errors: ErrNotDICOM, ErrMalformed, or
 // the *fs.PathError of opening/reading it.
 func ParseFile(path string) (*Instance, error) {
+	// Refuse FIFOs, devices and sockets before opening: reading one would
+	// block forever or never end.
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is not a regular file (%s)", ErrNotDICOM, path, st.Mode().Type())
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err

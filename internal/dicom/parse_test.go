@@ -8,7 +8,9 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	sdicom "github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
@@ -358,4 +360,25 @@ func FuzzParse(f *testing.F) {
 		_ = in.String(tag.PatientName)
 		_ = in.Items(tag.ReferencedImageSequence)
 	})
+}
+
+func TestParseFileRefusesNonRegularFiles(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.dcm")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := ParseFile(fifo); done <- err }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrNotDICOM) || !strings.Contains(err.Error(), "not a regular file") {
+			t.Fatalf("err = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ParseFile blocked on a FIFO")
+	}
+	if _, err := ParseFile(dir); !errors.Is(err, ErrNotDICOM) {
+		t.Fatalf("directory: err = %v", err)
+	}
 }
