@@ -1,6 +1,7 @@
 package dicomweb
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -175,6 +176,12 @@ func (s *Service) stow(w http.ResponseWriter, r *http.Request) {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return http.StatusRequestEntityTooLarge, fmt.Sprintf("request body exceeds the limit of %d bytes", mbe.Limit)
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// mime/multipart looks for the first boundary line within its
+			// read buffer: a body that does not start with the boundary
+			// named in Content-Type ends up here.
+			return http.StatusBadRequest, "malformed multipart body: the boundary given in Content-Type does not open the body"
 		}
 		return http.StatusBadRequest, "malformed multipart body: " + err.Error()
 	}

@@ -202,6 +202,10 @@ func TestStowRequestErrors(t *testing.T) {
 		{"only close delimiter", `multipart/related; type="application/dicom"; boundary=b1`, []byte("--b1--\r\n"), 400, "no parts"},
 		{"wrong boundary", `multipart/related; type="application/dicom"; boundary=other`, good, 400, "multipart"},
 		{"cut mid-part", `multipart/related; type="application/dicom"; boundary=b1`, good[:len(good)/2], 400, "malformed multipart"},
+		// A large body under another boundary: mime/multipart gives up
+		// with bufio.ErrBufferFull; the client gets a sentence instead.
+		{"wrong boundary, large body", `multipart/related; type="application/dicom"; boundary=other`,
+			multipartBody("b1", bytes.Repeat(ct, 30)), 400, "the boundary given in Content-Type does not open the body"},
 	}
 	for _, tc := range cases {
 		resp, b := post(t, url, tc.ct, bytes.NewReader(tc.body))
