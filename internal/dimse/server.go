@@ -35,7 +35,8 @@ type StoreRequest struct {
 	MoveOriginatorAETitle string
 	// DataSetPath is a temporary file holding the data set bytes exactly as
 	// received (no file meta, no preamble). It is removed after Store
-	// returns unless the handler renamed it away.
+	// returns, before the C-STORE-RSP is sent, unless the handler renamed
+	// it away.
 	// It is "" when the data set was received in memory (DataSet).
 	DataSetPath string
 	// DataSet holds the data set bytes exactly as received when they fit
@@ -597,7 +598,7 @@ func (a *association) handleStore(ctxID byte, cmd command) error {
 	}
 
 	sp := &spool{dir: a.s.cfg.TempDir, limit: a.s.cfg.MemoryDataSetLimit}
-	defer sp.release() // removes the temp file, recycles the buffer
+	defer sp.release() // error paths; released explicitly before the response otherwise
 	var ferr error
 	var sink io.Writer = sp
 	if sp.limit <= 0 {
@@ -626,6 +627,12 @@ func (a *association) handleStore(ctxID byte, cmd command) error {
 		herr = fmt.Errorf("%w: writing temp file: %v", ErrOutOfResources, werr)
 	default:
 		status, herr = a.s.handler.Store(a.ctx, req)
+	}
+	// The temp file is removed (and the buffer recycled) before the
+	// response is written: once the SCU has its C-STORE-RSP, nothing of
+	// the data set is left behind.
+	if rerr := sp.release(); rerr != nil {
+		a.log.Warn("dimse: removing data set temp file", "err", rerr)
 	}
 	rsp := response(cmdCStoreRSP, cmd, status)
 	if herr != nil {
@@ -702,10 +709,18 @@ func (s *spool) recycle() {
 	s.buf = nil
 }
 
-func (s *spool) release() {
+// release closes and removes the temp file, if any, and recycles the
+// buffer. It may be called more than once. A temp file the handler renamed
+// away (already gone) is not an error.
+func (s *spool) release() error {
+	var err error
 	if s.f != nil {
 		s.f.Close()
-		os.Remove(s.f.Name())
+		if rerr := os.Remove(s.f.Name()); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			err = rerr
+		}
+		s.f = nil
 	}
 	s.recycle()
+	return err
 }
