@@ -33,6 +33,7 @@ var (
 	EventQuery                 = Code{"110112", SystemDCM, "Query"}
 	EventSecurityAlert         = Code{"110113", SystemDCM, "Security Alert"}
 	EventUserAuthentication    = Code{"110114", SystemDCM, "User Authentication"}
+	TypeApplicationStart       = Code{"110120", SystemDCM, "Application Start"}
 	TypeLogin                  = Code{"110122", SystemDCM, "Login"}
 	TypeEmergencyOverride      = Code{"110127", SystemDCM, "Emergency Override Started"}
 	TypeSecurityConfiguration  = Code{"110129", SystemDCM, "Security Configuration"}
@@ -73,6 +74,7 @@ var queryOperations = map[string]bool{"qido": true, "query": true, "search": tru
 //	admin:keys                  110113 + 110129 Security Configuration, U
 //	admin:tokens                110113 + 110137 User Security Attributes Changed, U
 //	audit:read, audit:verify    110101 Audit Log Used, R
+//	audit:started               110100 Application Activity + 110120 Application Start, E
 //	anything else               110100 Application Activity, E
 //
 // Break-glass adds event type 110127 Emergency Override Started. Outcome:
@@ -104,6 +106,8 @@ func Classify(rec Record) Event {
 		ev = Event{ID: EventSecurityAlert, Types: []Code{TypeUserSecurityAttributes}, Action: "U", RadflowRole: RoleApplication}
 	case "audit:read", "audit:verify":
 		ev = Event{ID: EventAuditLogUsed, Action: "R", RadflowRole: RoleApplication}
+	case ActionAuditStarted:
+		ev = Event{ID: EventApplicationActivity, Types: []Code{TypeApplicationStart}, Action: "E", RadflowRole: RoleApplication}
 	}
 	if rec.BreakGlass {
 		ev.Types = append(ev.Types, TypeEmergencyOverride)

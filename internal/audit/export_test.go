@@ -440,7 +440,7 @@ func (f *flakySink) Forward(_ context.Context, r Record) error {
 func TestSinkFailureIsRetriedAndNeverFailsAppend(t *testing.T) {
 	dir := t.TempDir()
 	sink := &flakySink{fails: 3}
-	tr, err := Open(Config{Dir: dir, Key: testKey, Sinks: []Sink{sink}, Logger: quietLog,
+	tr, err := Open(Config{Dir: dir, Key: testKey, Sinks: []Sink{sink}, Logger: quietLog, NoStartRecord: true,
 		Forwarding: ForwarderConfig{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
@@ -467,7 +467,7 @@ func TestSinkFailureIsRetriedAndNeverFailsAppend(t *testing.T) {
 func TestTrailForwardsToSyslog(t *testing.T) {
 	addr, frames := startTCP(t, nil)
 	s, _ := NewSyslogSink(SyslogConfig{Network: "tcp", Address: addr, Hostname: "ris-node-1", Source: src})
-	tr, err := Open(Config{Dir: t.TempDir(), Key: testKey, Sinks: []Sink{s}, Logger: quietLog})
+	tr, err := Open(Config{Dir: t.TempDir(), Key: testKey, Sinks: []Sink{s}, Logger: quietLog, NoStartRecord: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,7 +42,7 @@ func rec(i int) Record {
 
 func openTrail(t testing.TB, dir string, maxSeg int64) *Trail {
 	t.Helper()
-	tr, err := Open(Config{Dir: dir, Key: testKey, MaxSegmentBytes: maxSeg, Logger: quietLog})
+	tr, err := Open(Config{Dir: dir, Key: testKey, MaxSegmentBytes: maxSeg, Logger: quietLog, NoStartRecord: true})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}

@@ -50,6 +50,11 @@ const (
 	// ActionAuditRecovered is written by Open when it removed a torn
 	// (unacknowledged) final line left by a crash.
 	ActionAuditRecovered = "audit:recovered"
+	// ActionAuditStarted is written by Open at every start of the trail
+	// (subject system "radflow", detail version): a trail that has been
+	// opened once always holds at least one record, so an empty or missing
+	// trail next to its key is a trail that vanished (see Verify).
+	ActionAuditStarted = "audit:started"
 )
 
 // Resource identifies what was acted on, by DICOM UIDs and model
@@ -87,7 +92,8 @@ type Record struct {
 	// Organisation of the subject. Printable, ≤ 1024 bytes.
 	Organisation string `json:"organisation,omitempty"`
 	// Action is the policy action (study:read, instance:store,
-	// result:read, ...) or authentication, policy, audit:recovered.
+	// result:read, ...) or authentication, policy, audit:recovered,
+	// audit:started.
 	Action   string   `json:"action"`
 	Resource Resource `json:"resource"`
 	Outcome  Outcome  `json:"outcome"`
@@ -136,6 +142,7 @@ var (
 	reMethod   = regexp.MustCompile(`^[A-Z]{3,7}$`)
 	reRoute    = regexp.MustCompile(`^([A-Z]{3,7} )?/[A-Za-z0-9/{}._$-]{0,255}$`)
 	reSegment  = regexp.MustCompile(`^audit-[0-9]{6}\.jsonl$`)
+	reVersion  = regexp.MustCompile(`^[A-Za-z0-9._+()-]{1,64}$`)
 )
 
 // maxText bounds the free-text fields (the policy engine's input limit).
@@ -162,6 +169,7 @@ var detailKeys = map[string]func(string) bool{
 	"records":             reDigits.MatchString,
 	"truncated_bytes":     reDigits.MatchString,
 	"segment":             reSegment.MatchString,
+	"version":             reVersion.MatchString, // software version, e.g. v1.2.0 or (devel)+1a2b3c4d5e6f
 }
 
 // DetailKeys returns the keys a Record's Detail may use, sorted.

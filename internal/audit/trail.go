@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -17,6 +19,10 @@ import (
 // DefaultMaxSegmentBytes is the segment size after which a new segment
 // file is started.
 const DefaultMaxSegmentBytes = 64 << 20
+
+// DefaultAppendTimeout bounds how long Append waits for its record to be
+// durable when Config.AppendTimeout is 0.
+const DefaultAppendTimeout = 10 * time.Second
 
 // Errors of Trail.
 var (
@@ -27,6 +33,10 @@ var (
 	ErrFailed = errors.New("audit: trail failed")
 	// ErrLocked is returned by Open when another process has the trail open.
 	ErrLocked = errors.New("audit: trail is open in another process")
+	// ErrAppendTimeout is returned by Append when its record was not
+	// durable within Config.AppendTimeout (a hung disk); it also wraps
+	// context.DeadlineExceeded. The record may still be written later.
+	ErrAppendTimeout = errors.New("audit: append timed out")
 )
 
 // Config configures Open.
@@ -48,6 +58,19 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock for records without Time; nil means time.Now.
 	Now func() time.Time
+	// AppendTimeout bounds the wait of one Append for its write and fsync;
+	// 0 means DefaultAppendTimeout. The caller's context does not shorten
+	// or cancel it (see Append).
+	AppendTimeout time.Duration
+	// Version is the software version written in the audit:started record
+	// (detail "version"); "" means the main module's version from the
+	// build information, with the VCS revision when the build has one.
+	// Characters outside [A-Za-z0-9._+()-] are replaced by "_".
+	Version string
+	// NoStartRecord leaves out the audit:started record that Open appends
+	// at every start. Only for tests of the chain itself: without it an
+	// emptied trail cannot be told from a new one.
+	NoStartRecord bool
 }
 
 // Trail is an append-only, HMAC-chained audit trail in one directory. It
@@ -87,9 +110,14 @@ type pending struct {
 // (wrapping ErrTampered) and the trail is not opened. A final line left
 // without its newline by a crash during an unacknowledged write is cut off
 // and an audit:recovered record (detail: segment, truncated_bytes) is
-// appended in its place. The directory is locked (<dir>/.lock, flock) for
-// the trail's life. Errors: ErrKey for a short key, ErrLocked when another
-// process has it open, os errors.
+// appended in its place. Then, unless cfg.NoStartRecord, an audit:started
+// record (subject system "radflow", detail version; no host name, pid or
+// path) is appended and the resulting last seq and hash are logged at Info
+// ("audit trail opened", last_seq, last_hash) so that the system log holds
+// an anchor for the end of the trail. The directory is locked
+// (<dir>/.lock, flock) for the trail's life. Errors: ErrKey for a short
+// key, ErrLocked when another process has it open, os errors, the Append
+// error of the start record.
 func Open(cfg Config) (*Trail, error) {
 	if len(cfg.Key) < KeySize {
 		return nil, fmt.Errorf("%w: %d bytes, want at least %d", ErrKey, len(cfg.Key), KeySize)
@@ -105,6 +133,9 @@ func Open(cfg Config) (*Trail, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.AppendTimeout <= 0 {
+		cfg.AppendTimeout = DefaultAppendTimeout
 	}
 	cfg.Key = append([]byte(nil), cfg.Key...)
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
@@ -133,7 +164,47 @@ func Open(cfg Config) (*Trail, error) {
 			return nil, err
 		}
 	}
+	if !cfg.NoStartRecord {
+		start := Record{SubjectKind: KindSystem, SubjectID: "radflow", Action: ActionAuditStarted,
+			Resource: Resource{Type: "system"}, Outcome: OutcomeSuccess, Protocol: ProtocolInternal,
+			Detail: map[string]string{"version": softwareVersion(cfg.Version)}}
+		if err := t.Append(context.Background(), start); err != nil {
+			t.Close()
+			return nil, err
+		}
+		seq, h := t.Last()
+		cfg.Logger.Info("audit trail opened", "last_seq", seq, "last_hash", h)
+	}
 	return t, nil
+}
+
+// softwareVersion returns v, or the build's main module version (with
+// "+" and 12 digits of the VCS revision when known), with characters the
+// version detail does not accept replaced by "_", at most 64 bytes.
+func softwareVersion(v string) string {
+	if v == "" {
+		v = "unknown"
+		if bi, ok := debug.ReadBuildInfo(); ok {
+			if bi.Main.Version != "" {
+				v = bi.Main.Version
+			}
+			for _, s := range bi.Settings {
+				if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+					v += "+" + s.Value[:12]
+				}
+			}
+		}
+	}
+	b := []byte(v)
+	if len(b) > 64 {
+		b = b[:64]
+	}
+	for i, c := range b {
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.IndexByte("._+()-", c) >= 0) {
+			b[i] = '_'
+		}
+	}
+	return string(b)
 }
 
 // resume positions the writer after the last record, repairing a torn
@@ -208,13 +279,17 @@ func (t *Trail) openSegment(n int) error {
 // and EventID when empty), and returns once the record is written and
 // fsync'd — the caller may then serve the request. Any error (invalid
 // record: ErrInvalidRecord; closed: ErrClosed; write/fsync failure:
-// ErrFailed, sticky) means the record is not known to be durable and the
-// caller must fail the request. If ctx ends while waiting, ctx.Err() is
-// returned; the record may still be written.
+// ErrFailed, sticky; no fsync within Config.AppendTimeout:
+// ErrAppendTimeout, the record may still be written) means the record is
+// not known to be durable and the caller must fail the request.
+//
+// ctx's cancellation and deadline are ignored (context.WithoutCancel):
+// the record of something that happened must not be lost because the
+// client went away or its request timed out meanwhile; the wait is bounded
+// by Config.AppendTimeout instead.
 func (t *Trail) Append(ctx context.Context, rec Record) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.cfg.AppendTimeout)
+	defer cancel()
 	if err := rec.Validate(); err != nil {
 		return err
 	}
@@ -263,8 +338,21 @@ func (t *Trail) Append(ctx context.Context, rec Record) error {
 	case err := <-p.done:
 		return err
 	case <-ctx.Done():
-		return ctx.Err()
+		return fmt.Errorf("%w after %s: %w", ErrAppendTimeout, t.cfg.AppendTimeout, ctx.Err())
 	}
+}
+
+// DetachedContext returns the context for appending the audit record of
+// an event that happened: ctx's values without its cancellation or
+// deadline (context.WithoutCancel), bounded by timeout (0 means
+// DefaultAppendTimeout). Trail.Append does this itself; callers that
+// append through another implementation of an appender interface use it
+// so a client that goes away cannot cancel the record.
+func DetachedContext(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	if timeout <= 0 {
+		timeout = DefaultAppendTimeout
+	}
+	return context.WithTimeout(context.WithoutCancel(ctx), timeout)
 }
 
 // Err returns nil while the trail accepts records, else why not: ErrClosed

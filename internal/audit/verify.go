@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io/fs"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -26,14 +28,25 @@ const (
 	ProblemReordered ProblemKind = "reordered"
 	// ProblemGarbled: a line that is not a well-formed record.
 	ProblemGarbled ProblemKind = "garbled"
-	// ProblemTruncated: a final line without its newline (cut short), or
-	// an empty segment file followed by others.
+	// ProblemTruncated: a final line without its newline (cut short), an
+	// empty segment file followed by others, or (VerifyAnchor) a trail
+	// that ends before the anchored seq.
 	ProblemTruncated ProblemKind = "truncated"
 	// ProblemBrokenLink: a record's prev_hash is not the previous record's
 	// hash (within a segment or between two segment files).
 	ProblemBrokenLink ProblemKind = "broken-link"
 	// ProblemMissingSegment: a segment file is missing from the numbering.
 	ProblemMissingSegment ProblemKind = "missing-segment"
+	// ProblemEmpty: the audit directory is missing or holds no record
+	// although a key was given. Open writes an audit:started record at
+	// every start, so a trail that was ever opened is never empty: the
+	// trail was emptied or deleted.
+	ProblemEmpty ProblemKind = "empty"
+	// ProblemAnchor: the trail does not hold the record an external anchor
+	// names (VerifyAnchor): the anchored seq has another hash, or no record
+	// has the anchored hash. A trail that ends before the anchored seq is
+	// reported as ProblemTruncated.
+	ProblemAnchor ProblemKind = "anchor-mismatch"
 )
 
 // Problem is the first verification failure found, with its location.
@@ -52,6 +65,9 @@ type Problem struct {
 }
 
 func (p *Problem) Error() string {
+	if p.File == "" {
+		return fmt.Sprintf("audit: %s: %s", p.Kind, p.Detail)
+	}
 	loc := p.File
 	if p.Line > 0 {
 		loc = fmt.Sprintf("%s:%d", p.File, p.Line)
@@ -74,15 +90,72 @@ type Summary struct {
 
 // Verify checks the whole trail in dir with key: every line parses, every
 // HMAC matches, seq runs 1, 2, 3, ... without gaps or reordering, each
-// prev_hash is the previous record's hash across segment files, and no
-// segment file is missing. It returns the summary and nil, or the first
-// problem as a *Problem (wrapping ErrTampered) or an I/O error, with the
-// summary of the records verified before it.
+// prev_hash is the previous record's hash across segment files, no
+// segment file is missing, and there is at least one record (a missing
+// directory or a trail without records is ProblemEmpty: Open writes
+// audit:started at every start). It returns the summary and nil, or the
+// first problem as a *Problem (wrapping ErrTampered) or an I/O error,
+// with the summary of the records verified before it.
 //
-// Verify cannot detect the removal of whole records from the end of the
-// trail (the tail is not anchored): compare Summary.LastSeq/LastHash with
-// a copy held elsewhere (the syslog sink, a noted value).
+// Verify alone cannot detect the removal of whole records from the end of
+// the trail: what remains is a valid shorter chain. Compare
+// Summary.LastSeq/LastHash with an anchor held elsewhere (the syslog copy,
+// the "audit trail opened" log line, a value noted by a periodic job) with
+// VerifyAnchor.
 func Verify(dir string, key []byte) (Summary, error) { return Scan(dir, key, nil) }
+
+// Anchor names a record an operator recorded outside the trail (from
+// syslog, a periodic "radflow audit verify", the "audit trail opened" log
+// line): its seq, its hash (64 hex digits), or both.
+type Anchor struct {
+	Seq  uint64
+	Hash string
+}
+
+// VerifyAnchor verifies the trail like Verify and then checks that it
+// still holds the anchored record: a trail that ends before a.Seq is
+// ProblemTruncated (records removed from the end); a record a.Seq whose
+// hash is not a.Hash, or (a.Seq 0) no record with hash a.Hash, is
+// ProblemAnchor. Both are *Problem wrapping ErrTampered. Records after
+// the anchor are verified by the chain but cannot be checked against it.
+// errors: ErrInvalidAnchor for a zero anchor or a hash that is not 64
+// hex digits.
+func VerifyAnchor(dir string, key []byte, a Anchor) (Summary, error) {
+	a.Hash = strings.ToLower(a.Hash)
+	if (a.Seq == 0 && a.Hash == "") || (a.Hash != "" && (len(a.Hash) != hashHexLen || strings.Trim(a.Hash, "0123456789abcdef") != "")) {
+		return Summary{}, ErrInvalidAnchor
+	}
+	var found bool
+	var gotHash string
+	sum, err := Scan(dir, key, func(r Record) error {
+		switch {
+		case a.Seq != 0 && r.Seq == a.Seq:
+			found, gotHash = true, r.Hash
+		case a.Seq == 0 && r.Hash == a.Hash:
+			found = true
+		}
+		return nil
+	})
+	if err != nil {
+		return sum, err
+	}
+	switch {
+	case a.Seq != 0 && !found:
+		return sum, &Problem{Kind: ProblemTruncated, Seq: sum.LastSeq, Expected: a.Seq,
+			Detail: fmt.Sprintf("the trail ends at seq %d but the anchor names seq %d: records %d..%d (at least) were removed from the end", sum.LastSeq, a.Seq, sum.LastSeq+1, a.Seq)}
+	case a.Seq != 0 && a.Hash != "" && gotHash != a.Hash:
+		return sum, &Problem{Kind: ProblemAnchor, Seq: a.Seq, Expected: a.Seq,
+			Detail: fmt.Sprintf("seq %d has hash %s, the anchor says %s (the chain was rewritten with the key, or the anchor is from another trail)", a.Seq, gotHash, a.Hash)}
+	case a.Seq == 0 && !found:
+		return sum, &Problem{Kind: ProblemAnchor,
+			Detail: fmt.Sprintf("no record has the anchored hash %s (records removed from the end, the chain rewritten with the key, or the anchor is from another trail)", a.Hash)}
+	}
+	return sum, nil
+}
+
+// ErrInvalidAnchor is returned by VerifyAnchor for an anchor without seq
+// and hash, or with a hash that is not 64 hex digits.
+var ErrInvalidAnchor = errors.New("audit: anchor needs a seq ≥ 1 and/or a hash of 64 hex digits")
 
 // Scan verifies like Verify and calls fn (when non-nil) with each record,
 // in order, before moving on; records after a problem are not passed. An
@@ -92,6 +165,9 @@ func Scan(dir string, key []byte, fn func(Record) error) (sum Summary, err error
 		return Summary{}, fmt.Errorf("%w: empty", ErrKey)
 	}
 	segs, err := listSegments(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Summary{}, &Problem{Kind: ProblemEmpty, Detail: fmt.Sprintf("audit directory %s does not exist but its HMAC key does: the trail was deleted or moved", dir)}
+	}
 	if err != nil {
 		return Summary{}, err
 	}
@@ -117,6 +193,9 @@ func Scan(dir string, key []byte, fn func(Record) error) (sum Summary, err error
 			return sum, &Problem{Kind: ProblemTruncated, File: s.name, Detail: "segment file is empty but later segments exist"}
 		}
 		sum.Segments++
+	}
+	if c.count == 0 {
+		return sum, &Problem{Kind: ProblemEmpty, Detail: fmt.Sprintf("no records in %d segment files: the trail was emptied or deleted (every start writes audit:started)", len(segs))}
 	}
 	return sum, nil
 }
