@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -14,13 +15,19 @@ import (
 )
 
 const auditUsage = `Usage:
-  radflow audit verify [--data DIR] [--audit-key-file FILE]
+  radflow audit verify [--data DIR] [--audit-key-file FILE] [--expect-seq N] [--expect-hash H]
   radflow audit export --format fhir|dicom [--since TIME] [--data DIR] [--audit-key-file FILE]
 
 verify checks the whole audit trail in DIR/audit (every HMAC, seq without
 gaps or reordering, links between segment files) and prints
-"ok: N records, last hash H", or the first problem with its file:line and
-seq; exit status 1 on a problem.
+"ok: N records, last hash H (seq S, ...)", or the first problem with its
+file:line and seq and the last good seq and hash; exit status 1 on a
+problem. A missing or empty trail next to an existing key is a problem
+(every serve start writes an audit:started record): the trail vanished.
+Records removed from the end leave a valid shorter chain: note the printed
+seq and hash elsewhere (or take them from syslog) and check against them
+later with --expect-seq S and/or --expect-hash H (exit 1 when the trail
+ends before seq S or its record S has another hash).
 
 export writes the records (verifying as it goes) to stdout: --format fhir
 one FHIR R4 AuditEvent JSON per line (NDJSON), --format dicom one DICOM
@@ -105,8 +112,17 @@ func parseAuditFlags(name string, args []string, stderr io.Writer, extra func(*f
 }
 
 func runAuditVerify(args []string, stdout, stderr io.Writer) int {
-	_, a, ok := parseAuditFlags("verify", args, stderr, nil)
+	var anchor audit.Anchor
+	_, a, ok := parseAuditFlags("verify", args, stderr, func(fs *flag.FlagSet) {
+		fs.Uint64Var(&anchor.Seq, "expect-seq", 0, "fail unless the trail still holds record `N` (an anchor noted elsewhere, e.g. from syslog)")
+		fs.StringVar(&anchor.Hash, "expect-hash", "", "fail unless a record has hash `H` (64 hex digits; with --expect-seq: record N has it)")
+	})
 	if !ok {
+		return 2
+	}
+	anchored := anchor != (audit.Anchor{})
+	if anchored && anchor.Hash != "" && !reHash.MatchString(anchor.Hash) {
+		fmt.Fprintln(stderr, "radflow audit verify: --expect-hash must be 64 hex digits")
 		return 2
 	}
 	dir, key, err := a.open()
@@ -114,18 +130,42 @@ func runAuditVerify(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "radflow audit verify: %v\n", err)
 		return 1
 	}
-	sum, err := audit.Verify(dir, key)
+	var sum audit.Summary
+	if anchored {
+		sum, err = audit.VerifyAnchor(dir, key, anchor)
+	} else {
+		sum, err = audit.Verify(dir, key)
+	}
 	var p *audit.Problem
 	switch {
+	case errors.As(err, &p) && p.Kind == audit.ProblemEmpty:
+		fmt.Fprintf(stdout, "FAILED: no audit records although the HMAC key exists: %s\n", p.Error())
+		return 1
 	case errors.As(err, &p):
 		fmt.Fprintf(stdout, "FAILED after %d good records: %s\n", sum.Records, p.Error())
+		fmt.Fprintf(stdout, "last good record: seq %d, hash %s\n", sum.LastSeq, lastHash(sum.LastHash))
 		return 1
 	case err != nil:
 		fmt.Fprintf(stderr, "radflow audit verify: %v\n", err)
 		return 1
 	}
 	fmt.Fprintf(stdout, "ok: %d records, last hash %s (seq %d, %d segment files)\n", sum.Records, lastHash(sum.LastHash), sum.LastSeq, sum.Segments)
+	if anchored {
+		fmt.Fprintf(stdout, "anchor ok: %s present\n", anchorText(anchor))
+	}
 	return 0
+}
+
+var reHash = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
+
+func anchorText(a audit.Anchor) string {
+	switch {
+	case a.Seq != 0 && a.Hash != "":
+		return fmt.Sprintf("seq %d with hash %s", a.Seq, strings.ToLower(a.Hash))
+	case a.Seq != 0:
+		return fmt.Sprintf("seq %d", a.Seq)
+	}
+	return "hash " + strings.ToLower(a.Hash)
 }
 
 func lastHash(h string) string {

@@ -17,7 +17,8 @@ import (
 )
 
 // auditData makes a data directory with a trail of n records, one per
-// day from 2025-03-01, and returns it.
+// day from 2025-03-01 (without serve's audit:started record), and returns
+// it.
 func auditData(t *testing.T, n int) string {
 	t.Helper()
 	data := t.TempDir()
@@ -26,7 +27,7 @@ func auditData(t *testing.T, n int) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, err := audit.Open(audit.Config{Dir: dir, Key: key})
+	tr, err := audit.Open(audit.Config{Dir: dir, Key: key, NoStartRecord: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,5 +132,71 @@ func TestAuditExportCLI(t *testing.T) {
 		if rc, _, _ := runCLI(append(append([]string{"audit", "export"}, bad...), "--data", data)...); rc != 2 {
 			t.Errorf("%v: rc %d, want 2", bad, rc)
 		}
+	}
+}
+
+// TestAuditVerifyVanishedAndAnchor: a deleted or emptied trail next to its
+// key fails (exit 1); records cut from the end pass a plain verify but
+// fail against the seq/hash printed before (--expect-seq/--expect-hash).
+func TestAuditVerifyVanishedAndAnchor(t *testing.T) {
+	data := t.TempDir()
+	dir, keyFile := audit.Paths(data)
+	key, err := audit.LoadOrCreateKey(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ { // two serve starts, one access each
+		tr, err := audit.Open(audit.Config{Dir: dir, Key: key, Version: "v9.9.9"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.Append(context.Background(), audit.Record{SubjectID: "dr.house", SubjectKind: audit.KindUser,
+			Action: "study:read", Outcome: audit.OutcomeSuccess, Protocol: audit.ProtocolHTTP,
+			Resource: audit.Resource{Type: "study", StudyInstanceUID: "1.2.3"}}); err != nil {
+			t.Fatal(err)
+		}
+		tr.Close()
+	}
+	rc, out, errs := runCLI("audit", "verify", "--data", data)
+	m := regexp.MustCompile(`^ok: 4 records, last hash ([0-9a-f]{64}) \(seq 4, 1 segment files\)\n$`).FindStringSubmatch(out)
+	if rc != 0 || m == nil {
+		t.Fatalf("rc %d out %q err %q", rc, out, errs)
+	}
+	h4 := m[1]
+	rc, out, _ = runCLI("audit", "verify", "--data", data, "--expect-seq", "4", "--expect-hash", h4)
+	if rc != 0 || !strings.HasSuffix(out, "anchor ok: seq 4 with hash "+h4+" present\n") {
+		t.Fatalf("anchor on the intact trail: rc %d out %q", rc, out)
+	}
+
+	// Cut the last record: a plain verify cannot tell, the anchor can.
+	seg := filepath.Join(dir, "audit-000001.jsonl")
+	b, _ := os.ReadFile(seg)
+	lines := strings.SplitAfter(string(b), "\n")
+	os.WriteFile(seg, []byte(strings.Join(lines[:3], "")), 0o600)
+	if rc, out, _ := runCLI("audit", "verify", "--data", data); rc != 0 || !strings.Contains(out, "ok: 3 records") {
+		t.Fatalf("cut trail, no anchor: rc %d out %q", rc, out)
+	}
+	rc, out, _ = runCLI("audit", "verify", "--data", data, "--expect-seq", "4")
+	if rc != 1 || !strings.Contains(out, "truncated: the trail ends at seq 3 but the anchor names seq 4") || !strings.Contains(out, "last good record: seq 3, hash ") {
+		t.Fatalf("cut trail, --expect-seq 4: rc %d out %q", rc, out)
+	}
+	rc, out, _ = runCLI("audit", "verify", "--data", data, "--expect-hash", h4)
+	if rc != 1 || !strings.Contains(out, "anchor-mismatch") {
+		t.Fatalf("cut trail, --expect-hash: rc %d out %q", rc, out)
+	}
+	if rc, _, _ := runCLI("audit", "verify", "--data", data, "--expect-hash", "xyz"); rc != 2 {
+		t.Fatalf("bad --expect-hash: rc %d, want 2", rc)
+	}
+
+	// Emptied, then deleted: exit 1, never "ok: 0 records".
+	os.WriteFile(seg, nil, 0o600)
+	rc, out, _ = runCLI("audit", "verify", "--data", data)
+	if rc != 1 || !strings.HasPrefix(out, "FAILED: no audit records although the HMAC key exists") || !strings.Contains(out, "emptied or deleted") {
+		t.Fatalf("emptied trail: rc %d out %q", rc, out)
+	}
+	os.RemoveAll(dir)
+	rc, out, _ = runCLI("audit", "verify", "--data", data)
+	if rc != 1 || !strings.Contains(out, "does not exist") {
+		t.Fatalf("deleted trail: rc %d out %q", rc, out)
 	}
 }
