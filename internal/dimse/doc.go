@@ -37,8 +37,9 @@
 // cancellation, Server.Shutdown). States used:
 //
 //	Sta1  idle
-//	Sta2  acceptor, transport open; ARTIM (Config.AssociationTimeout) runs
-//	      until the A-ASSOCIATE-RQ; expiry closes the transport
+//	Sta2  acceptor, transport open; ARTIM (Config.AssociationTimeout,
+//	      default 10 s, from connect, TLS handshake included) runs until
+//	      the whole A-ASSOCIATE-RQ is in; expiry closes the transport
 //	Sta3  acceptor evaluates the RQ → A-ASSOCIATE-AC (Sta6) or -RJ (Sta13)
 //	Sta5  requestor, A-ASSOCIATE-RQ sent, waiting AC/RJ (ARTIM)
 //	Sta6  established: P-DATA-TF both ways; each PDU must arrive within
@@ -53,6 +54,16 @@
 // a partially received data set is deleted and never reaches the handler.
 //
 // # Limits
+//
+// Config.MaxAssociations counts established associations only; an RQ
+// beyond it is answered A-ASSOCIATE-RJ rejected-transient, local limit
+// exceeded (logged as a warning). Connections holding no association (TLS
+// handshake, Sta2, Sta3, Sta13) are bounded separately by
+// Config.MaxPendingConnections (default max(64, 4×MaxAssociations)); when
+// that is full a new connection closes the oldest one that is only
+// waiting, so idle sockets cannot keep SCUs out (rate-limited warning).
+// Shutdown closes waiting connections at once. A C-STORE's temp file is
+// removed before its C-STORE-RSP is written.
 //
 // PDU lengths are validated before any allocation: A-ASSOCIATE PDUs are
 // capped at 256 KiB, P-DATA-TF at the Maximum Length we advertised

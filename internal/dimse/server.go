@@ -2,6 +2,7 @@ package dimse
 
 import (
 	"bytes"
+	"container/list"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -109,9 +110,20 @@ type Config struct {
 	// AllowedCallingAETitles, when not empty, is the only calling AE titles
 	// accepted; others get A-ASSOCIATE-RJ "calling AE title not recognized".
 	AllowedCallingAETitles []string
-	// MaxAssociations bounds concurrent associations (default 16); excess
-	// requests get A-ASSOCIATE-RJ transient "local limit exceeded".
+	// MaxAssociations bounds concurrent established associations (default
+	// 16); an A-ASSOCIATE-RQ beyond it gets A-ASSOCIATE-RJ rejected-transient,
+	// service-provider (presentation), "local limit exceeded", and a warning
+	// is logged. Connections that have not been accepted as associations
+	// do not count (see MaxPendingConnections).
 	MaxAssociations int
+	// MaxPendingConnections bounds TCP connections that hold no
+	// association: in the TLS handshake or waiting for their A-ASSOCIATE-RQ
+	// (ARTIM, AssociationTimeout), being evaluated, or waiting for the peer
+	// to close after a rejection or release (default 4×MaxAssociations, at
+	// least 64). When it is reached a new connection closes the oldest one
+	// that is only waiting, so idle sockets cannot lock SCUs out; if none
+	// is, the new connection is closed. Either is logged (rate-limited).
+	MaxPendingConnections int
 	// MaxPDULength is the Maximum Length Received we advertise (default
 	// 256 KiB, at least MinPDULength, at most HardMaxPDULength). Larger
 	// incoming P-DATA-TF PDUs abort the association.
@@ -124,9 +136,10 @@ type Config struct {
 	// ExtraSOPClasses are accepted in addition to Verification and every
 	// storage SOP class under StorageSOPClassPrefix.
 	ExtraSOPClasses []string
-	// AssociationTimeout is the ARTIM timeout: how long to wait for the
-	// A-ASSOCIATE-RQ after connect and for the peer to close after a
-	// release or rejection (default 30 s).
+	// AssociationTimeout is the ARTIM timeout (PS3.8 9.1.5): how long after
+	// connect the TLS handshake and the whole A-ASSOCIATE-RQ must have
+	// arrived (else the transport is closed), and how long to wait for the
+	// peer to close after a release or rejection (default 10 s).
 	AssociationTimeout time.Duration
 	// IdleTimeout is how long an established association may stay without
 	// receiving a PDU before it is aborted (default 5 min).
@@ -142,7 +155,7 @@ type Config struct {
 	Logger *slog.Logger
 	// TLSConfig, when set, makes every accepted connection DICOM TLS
 	// (PS3.15 B.9): the handshake runs before the A-ASSOCIATE-RQ, within
-	// AssociationTimeout; a failed handshake closes the connection. With
+	// the same AssociationTimeout from connect; a failed handshake closes the connection. With
 	// ClientAuth RequireAndVerifyClientCert (mutual TLS) the verified
 	// client certificate is passed on as StoreRequest.PeerCertificate.
 	TLSConfig *tls.Config
@@ -166,6 +179,9 @@ func (c *Config) setDefaults() error {
 	if c.MaxAssociations <= 0 {
 		c.MaxAssociations = 16
 	}
+	if c.MaxPendingConnections <= 0 {
+		c.MaxPendingConnections = max(64, 4*c.MaxAssociations)
+	}
 	if c.MaxPDULength == 0 {
 		c.MaxPDULength = 256 << 10
 	}
@@ -176,7 +192,7 @@ func (c *Config) setDefaults() error {
 		c.TransferSyntaxes = DefaultTransferSyntaxes()
 	}
 	if c.AssociationTimeout <= 0 {
-		c.AssociationTimeout = 30 * time.Second
+		c.AssociationTimeout = 10 * time.Second
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = 5 * time.Minute
@@ -197,12 +213,14 @@ type Server struct {
 	ctx     context.Context // cancelled to abort every association
 	cancel  context.CancelFunc
 
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	active    int // established or being negotiated, counted against MaxAssociations
-	conns     int // open TCP connections
-	closing   bool
-	wg        sync.WaitGroup
+	mu         sync.Mutex
+	listeners  map[net.Listener]struct{}
+	pending    list.List // *connSlot of connections holding no association, oldest first
+	active     int       // established associations, counted against MaxAssociations
+	shed       int       // pending connections closed for the limit since shedLogged
+	shedLogged time.Time
+	closing    bool
+	wg         sync.WaitGroup
 }
 
 // NewServer returns a Server for cfg that passes received instances to h.
@@ -263,25 +281,25 @@ func (s *Server) Serve(l net.Listener) error {
 			return err
 		}
 		delay = 0
+		// ARTIM starts at connect: the handshake and the A-ASSOCIATE-RQ
+		// must both be in by then.
+		artim := time.Now().Add(s.cfg.AssociationTimeout)
 		s.mu.Lock()
-		// Bound unauthenticated TCP connections too, so that idle sockets
-		// cannot pin association-PDU buffers without limit.
-		if s.closing || s.conns >= 2*s.cfg.MaxAssociations+4 {
+		var e *connSlot
+		if !s.closing {
+			e = s.admitLocked(nc) // nil: the pending table is full of non-evictable peers
+		}
+		if e == nil {
 			s.mu.Unlock()
 			nc.Close()
 			continue
 		}
-		s.conns++
 		s.wg.Add(1)
 		s.mu.Unlock()
 		go func() {
-			defer func() {
-				s.mu.Lock()
-				s.conns--
-				s.mu.Unlock()
-				s.wg.Done()
-			}()
-			s.serveConn(nc)
+			defer s.wg.Done()
+			defer s.leave(e)
+			s.serveConn(e, artim)
 		}()
 	}
 }
@@ -294,6 +312,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for l := range s.listeners {
 		l.Close()
 	}
+	s.closeWaitingLocked() // no association on them: nothing to wait for
 	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
@@ -318,10 +337,13 @@ type association struct {
 	log    *slog.Logger
 	// peerCert is the verified TLS client certificate, if any.
 	peerCert *x509.Certificate
+	slot     *connSlot
 }
 
-func (s *Server) serveConn(nc net.Conn) {
-	nc, peerCert, ok := s.serverHandshake(nc)
+// serveConn runs one accepted connection; artim is when the handshake and
+// the A-ASSOCIATE-RQ must have arrived.
+func (s *Server) serveConn(e *connSlot, artim time.Time) {
+	nc, peerCert, ok := s.serverHandshake(e, artim)
 	if !ok {
 		return
 	}
@@ -336,15 +358,17 @@ func (s *Server) serveConn(nc net.Conn) {
 	})
 	defer stop()
 	defer c.close()
-	a := &association{s: s, c: c, ctx: ctx, remote: nc.RemoteAddr(), log: s.cfg.Logger.With("remote", nc.RemoteAddr().String()), peerCert: peerCert}
+	a := &association{s: s, c: c, ctx: ctx, remote: nc.RemoteAddr(), log: s.cfg.Logger.With("remote", nc.RemoteAddr().String()), peerCert: peerCert, slot: e}
 
-	// Sta2: transport open, ARTIM running until the A-ASSOCIATE-RQ arrives.
+	// Sta2: transport open, ARTIM running until the A-ASSOCIATE-RQ arrives
+	// (header and body: a trickled RQ is bounded too).
 	c.state = sta2AwaitAssocRQ
-	nc.SetReadDeadline(time.Now().Add(c.artim))
+	nc.SetReadDeadline(artim)
 	typ, length, err := readPDUHeader(c.r)
 	if err != nil {
+		// ARTIM expiry, evicted, or closed transport: just close (AA-2, AA-5).
 		a.log.Debug("dimse: no A-ASSOCIATE-RQ", "err", err)
-		return // ARTIM expiry or closed transport: just close (AA-2, AA-5)
+		return
 	}
 	if typ != pduAssociateRQ {
 		c.failProtocol(&protocolError{reason: abortReasonUnexpectedPDU, msg: fmt.Sprintf("PDU type %d before A-ASSOCIATE-RQ", typ)})
@@ -362,17 +386,22 @@ func (s *Server) serveConn(nc net.Conn) {
 	}
 	// Sta3: evaluate the request.
 	c.state = sta3AwaitLocalResp
+	if !s.claim(e) {
+		return // evicted while the RQ arrived; the transport is closed
+	}
 	if rj := a.evaluate(); rj != nil {
+		// Logged before the RJ goes out, so the log has it once the peer does.
+		reason := rejectReasonText(rj[1], rj[2])
+		if rj[1] == rjSourceProviderPres && rj[2] == rjReasonLocalLimitExceeded {
+			a.log.Warn("dimse: association rejected: association limit reached", "calling_ae", a.rq.CallingAE, "called_ae", a.rq.CalledAE, "reason", reason, "max_associations", s.cfg.MaxAssociations)
+		} else {
+			a.log.Info("dimse: association rejected", "calling_ae", a.rq.CallingAE, "called_ae", a.rq.CalledAE, "reason", reason)
+		}
+		s.wait(e)
 		c.write(encodeSimple(pduAssociateRJ, rj[0], rj[1], rj[2]))
-		a.log.Info("dimse: association rejected", "calling_ae", a.rq.CallingAE, "called_ae", a.rq.CalledAE, "reason", rejectReasonText(rj[1], rj[2]))
 		a.awaitClose()
 		return
 	}
-	defer func() {
-		s.mu.Lock()
-		s.active--
-		s.mu.Unlock()
-	}()
 	ac := a.negotiate()
 	if err := c.write(encodeAssociate(pduAssociateAC, ac)); err != nil {
 		return
@@ -384,7 +413,8 @@ func (s *Server) serveConn(nc net.Conn) {
 
 // evaluate applies the association policies to the A-ASSOCIATE-RQ and
 // returns the A-ASSOCIATE-RJ (result, source, reason), or nil when the
-// association is accepted, in which case it has been counted in s.active.
+// association is accepted, in which case it has moved from s.pending to
+// s.active.
 func (a *association) evaluate() *[3]byte {
 	cfg := &a.s.cfg
 	rq := a.rq
@@ -410,10 +440,9 @@ func (a *association) evaluate() *[3]byte {
 	}
 	a.s.mu.Lock()
 	defer a.s.mu.Unlock()
-	if a.s.active >= cfg.MaxAssociations {
+	if !a.s.tryAssociateLocked(a.slot) {
 		return &[3]byte{rjTransient, rjSourceProviderPres, rjReasonLocalLimitExceeded}
 	}
-	a.s.active++
 	return nil
 }
 
@@ -499,6 +528,9 @@ func (a *association) serve() {
 		ctxID, cmd, err := c.readCommand()
 		switch {
 		case errors.Is(err, errReleaseRequested):
+			// The slot is freed before the RP goes out, so that an SCU
+			// holding the RP can associate again at once.
+			a.s.wait(a.slot)
 			c.write(encodeSimple(pduReleaseRP, 0, 0, 0))
 			a.log.Info("dimse: association released")
 			a.awaitClose()

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 )
 
 // AssociationInfo describes an association request for
@@ -30,19 +31,25 @@ var (
 )
 
 // serverHandshake runs the TLS handshake of an accepted connection when
-// Config.TLSConfig is set, bounded by the ARTIM timeout. It returns the
+// Config.TLSConfig is set, bounded by the ARTIM deadline. It returns the
 // connection to use and the verified client certificate (nil when none
 // was sent or verified). On failure the connection is closed and ok is false.
-func (s *Server) serverHandshake(nc net.Conn) (_ net.Conn, peer *x509.Certificate, ok bool) {
+func (s *Server) serverHandshake(e *connSlot, deadline time.Time) (_ net.Conn, peer *x509.Certificate, ok bool) {
+	nc := e.nc
 	if s.cfg.TLSConfig == nil {
 		return nc, nil, true
 	}
 	tc := tls.Server(nc, s.cfg.TLSConfig)
-	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.AssociationTimeout)
+	ctx, cancel := context.WithDeadline(s.ctx, deadline)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
 		// The reason only (e.g. "certificate required", "bad certificate"):
-		// no certificate contents are logged.
+		// no certificate contents are logged. Evictions are counted by
+		// shedLocked instead.
+		if s.wasEvicted(e) {
+			nc.Close()
+			return nil, nil, false
+		}
 		s.cfg.Logger.Info("dimse: TLS handshake failed", "remote", nc.RemoteAddr().String(), "err", err.Error())
 		nc.Close()
 		return nil, nil, false
