@@ -31,7 +31,7 @@ type connSlot struct {
 }
 
 // shedLogEvery bounds how often shedding of pre-association connections is
-// logged, so that a flood cannot flood the log too.
+// logged, so that a flood cannot flood the log too (Server.shedEvery).
 const shedLogEvery = 10 * time.Second
 
 // admitLocked registers a newly accepted connection, evicting the oldest
@@ -61,15 +61,33 @@ func (s *Server) evictOldestLocked() bool {
 	return false
 }
 
-// shedLocked counts a connection closed for the pending limit and logs the
-// count at most every shedLogEvery (no addresses: a flood's are noise).
+// shedLocked counts a connection closed for the pending limit. The first
+// is logged at once; later ones are summed and logged at most every
+// shedLogEvery (a timer reports what a burst left uncounted). No
+// addresses are logged: a flood's are noise.
 func (s *Server) shedLocked() {
 	s.shed++
-	if now := time.Now(); now.Sub(s.shedLogged) >= shedLogEvery {
-		s.cfg.Logger.Warn("dimse: pre-association connection limit reached; closed idle connections",
-			"closed", s.shed, "max_pending_connections", s.cfg.MaxPendingConnections)
-		s.shed, s.shedLogged = 0, now
+	wait := s.shedEvery - time.Since(s.shedLogged)
+	switch {
+	case wait <= 0:
+		s.logShedLocked()
+	case s.shedTimer == nil:
+		s.shedTimer = time.AfterFunc(wait, func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.shedTimer = nil
+			s.logShedLocked()
+		})
 	}
+}
+
+func (s *Server) logShedLocked() {
+	if s.shed == 0 {
+		return
+	}
+	s.cfg.Logger.Warn("dimse: pre-association connection limit reached; closed idle connections",
+		"closed", s.shed, "max_pending_connections", s.cfg.MaxPendingConnections)
+	s.shed, s.shedLogged = 0, time.Now()
 }
 
 // claim marks e as no longer evictable (its A-ASSOCIATE-RQ has arrived and

@@ -219,6 +219,8 @@ type Server struct {
 	active     int       // established associations, counted against MaxAssociations
 	shed       int       // pending connections closed for the limit since shedLogged
 	shedLogged time.Time
+	shedTimer  *time.Timer   // pending report of shed connections
+	shedEvery  time.Duration // shedLogEvery; tests shorten it
 	closing    bool
 	wg         sync.WaitGroup
 }
@@ -233,7 +235,7 @@ func NewServer(cfg Config, h StoreHandler) (*Server, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{cfg: cfg, handler: h, ctx: ctx, cancel: cancel, listeners: map[net.Listener]struct{}{}}, nil
+	return &Server{cfg: cfg, handler: h, ctx: ctx, cancel: cancel, listeners: map[net.Listener]struct{}{}, shedEvery: shedLogEvery}, nil
 }
 
 // ListenAndServe listens on addr (e.g. ":11112") and calls Serve.
@@ -313,6 +315,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		l.Close()
 	}
 	s.closeWaitingLocked() // no association on them: nothing to wait for
+	if s.shedTimer != nil && s.shedTimer.Stop() {
+		s.shedTimer = nil
+		s.logShedLocked() // report the last evictions now
+	}
 	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
