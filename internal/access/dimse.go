@@ -94,7 +94,7 @@ func (d *DIMSE) AcceptAssociation(info dimse.AssociationInfo) error {
 		Detail: map[string]string{"calling_ae": validAE(info.CallingAETitle), "called_ae": validAE(info.CalledAETitle),
 			"reason": "peer_not_mapped", "auth_method": method, "operation": "a-associate"},
 	}
-	if aerr := d.Trail.Append(context.Background(), rec); aerr != nil && d.Logger != nil {
+	if aerr := appendRecord(context.Background(), d.Trail, rec); aerr != nil && d.Logger != nil {
 		d.Logger.Error("audit append failed for a rejected association", "error", aerr.Error())
 	}
 	if d.Logger != nil {
@@ -153,7 +153,7 @@ func (d *DIMSE) AuthorizeStore(ctx context.Context, req *dimse.StoreRequest) (St
 	rec := d.record(req, p)
 	rec.PolicyDecisionID, rec.Outcome = dec.ID, audit.OutcomeDenied
 	rec.Detail["reason"], rec.Detail["dimse_status"] = "policy_denied", "0124"
-	if err := d.Trail.Append(ctx, rec); err != nil {
+	if err := appendRecord(ctx, d.Trail, rec); err != nil {
 		return g, fmt.Errorf("access: audit: %w", err)
 	}
 	return g, fmt.Errorf("%w: instance:store denied by policy", dimse.ErrNotAuthorized)
@@ -181,7 +181,7 @@ func (d *DIMSE) RecordStore(ctx context.Context, g StoreGrant, req *dimse.StoreR
 		rec.Detail["error_kind"] = "store_failed"
 	}
 	rec.Detail["dimse_status"] = fmt.Sprintf("%04X", out.Status)
-	if err := d.Trail.Append(ctx, rec); err != nil {
+	if err := appendRecord(ctx, d.Trail, rec); err != nil {
 		return fmt.Errorf("access: audit: %w", err)
 	}
 	return nil

@@ -7,7 +7,10 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/radflow/radflow/internal/api"
 	"github.com/radflow/radflow/internal/audit"
@@ -46,12 +49,18 @@ type Action struct {
 	// Anonymous: no credentials are read, no policy runs and nothing is
 	// recorded (liveness probes).
 	Anonymous bool
+	// OutcomeAfter: with Guard.DeferOutcomes, an allowed request is
+	// recorded once, after its handler, with its real outcome (see
+	// Guard.Audit) instead of a success record at authorisation, whose
+	// outcome is not known yet (STOW-RS: the upload may break off).
+	// Refusals are recorded at once either way.
+	OutcomeAfter bool
 }
 
 // DefaultActions maps the api and dicomweb route actions.
 func DefaultActions() map[string]Action {
 	return map[string]Action{
-		dicomweb.ActionStore:    {Policy: "instance:store", Resource: "instance", PHI: true, Operation: "stow"},
+		dicomweb.ActionStore:    {Policy: "instance:store", Resource: "instance", PHI: true, Operation: "stow", OutcomeAfter: true},
 		dicomweb.ActionSearch:   {Policy: "study:read", Resource: "study", PHI: true, Operation: "qido"},
 		dicomweb.ActionRetrieve: {Policy: "study:read", Resource: "study", PHI: true, Operation: "wado"},
 		api.ActionResultsRead:   {Policy: "result:read", Resource: "result", PHI: true, Operation: "results"},
@@ -87,9 +96,27 @@ type Guard struct {
 	Actions map[string]Action
 	// Logger gets guard failures (no credentials, no PHI).
 	Logger *slog.Logger
+	// DeferOutcomes records the allowed requests of OutcomeAfter actions
+	// after the handler (Guard.Audit) with their real outcome. Set it only
+	// when g is also the api.Config.Auditor, else those requests go
+	// unrecorded at the request level. The handler reports each stored
+	// or failed instance with NoteInstance.
+	DeferOutcomes bool
+
+	pendingMu sync.Mutex
+	pending   map[string]*pendingOutcome // by policy decision id
 }
 
-var _ api.Guard = (*Guard)(nil)
+// pendingOutcome is an allowed OutcomeAfter request waiting for its outcome.
+type pendingOutcome struct {
+	rec            audit.Record
+	stored, failed atomic.Int64
+}
+
+var (
+	_ api.Guard   = (*Guard)(nil)
+	_ api.Auditor = (*Guard)(nil)
+)
 
 var reUID = regexp.MustCompile(`^[0-9]+(\.[0-9]+)*$`)
 
@@ -238,7 +265,7 @@ func (g *Guard) Authorize(r *http.Request, action, _ string) (api.Principal, err
 				out = fmt.Errorf("access: authentication: %w", err)
 			}
 		}
-		if aerr := g.Trail.Append(ctx, rec); aerr != nil {
+		if aerr := appendRecord(ctx, g.Trail, rec); aerr != nil {
 			return api.Principal{}, fmt.Errorf("access: audit: %w", aerr)
 		}
 		return api.Principal{}, out
@@ -247,7 +274,7 @@ func (g *Guard) Authorize(r *http.Request, action, _ string) (api.Principal, err
 	rec.Detail["auth_method"] = string(p.AuthMethod)
 	if cerr != nil {
 		rec.Outcome, rec.Detail["reason"], rec.Detail["http_status"] = audit.OutcomeDenied, "bad_request_context", "400"
-		if aerr := g.Trail.Append(ctx, rec); aerr != nil {
+		if aerr := appendRecord(ctx, g.Trail, rec); aerr != nil {
 			return api.Principal{}, fmt.Errorf("access: audit: %w", aerr)
 		}
 		return api.Principal{}, cerr
@@ -295,8 +322,23 @@ func (g *Guard) Authorize(r *http.Request, action, _ string) (api.Principal, err
 	default:
 		rec.Outcome = audit.OutcomeSuccess
 	}
-	if out != nil || a.PHI || rec.BreakGlass {
-		if aerr := g.Trail.Append(ctx, rec); aerr != nil {
+	switch {
+	case out == nil && a.OutcomeAfter && g.DeferOutcomes && dec.ID != "":
+		// Recorded by Audit once the outcome is known; refuse now if the
+		// trail cannot take records, as an Append error would.
+		if f, ok := g.Trail.(Failer); ok {
+			if ferr := f.Err(); ferr != nil {
+				return api.Principal{}, fmt.Errorf("access: audit: %w", ferr)
+			}
+		}
+		g.pendingMu.Lock()
+		if g.pending == nil {
+			g.pending = map[string]*pendingOutcome{}
+		}
+		g.pending[dec.ID] = &pendingOutcome{rec: rec}
+		g.pendingMu.Unlock()
+	case out != nil || a.PHI || rec.BreakGlass:
+		if aerr := appendRecord(ctx, g.Trail, rec); aerr != nil {
 			return api.Principal{}, fmt.Errorf("access: audit: %w", aerr)
 		}
 	}
@@ -313,3 +355,92 @@ func (g *Guard) Authorize(r *http.Request, action, _ string) (api.Principal, err
 }
 
 var defaultActions = DefaultActions()
+
+// appendRecord appends rec with a context the client cannot cancel
+// (audit.DetachedContext): the record of what happened must not be lost
+// because the client went away.
+func appendRecord(ctx context.Context, a Appender, rec audit.Record) error {
+	ctx, cancel := audit.DetachedContext(ctx, 0)
+	defer cancel()
+	return a.Append(ctx, rec)
+}
+
+// NoteInstance reports, for the request of ctx (an OutcomeAfter request
+// allowed under DeferOutcomes), that one instance was stored (and
+// recorded) or failed; Audit uses the counts. Other requests are ignored.
+func (g *Guard) NoteInstance(ctx context.Context, stored bool) {
+	p, ok := api.PrincipalFrom(ctx)
+	if !ok || p.DecisionID == "" {
+		return
+	}
+	g.pendingMu.Lock()
+	po := g.pending[p.DecisionID]
+	g.pendingMu.Unlock()
+	switch {
+	case po == nil:
+	case stored:
+		po.stored.Add(1)
+	default:
+		po.failed.Add(1)
+	}
+}
+
+// Audit implements api.Auditor: after the handler of an allowed
+// OutcomeAfter request it appends the request's record (the fields of
+// authorisation: subject, decision id, break-glass, ...) with the real
+// outcome: success when the answer is 200 with every noted instance
+// stored, or 202 (some stored, the failed ones have their own records);
+// otherwise error with detail error_kind aborted (the client went away),
+// server_error (5xx), none_stored (409: no instance stored),
+// request_failed (other 4xx) or incomplete (no status but not every
+// instance stored: the handler gave up, e.g. at its deadline). Detail
+// also holds http_status, instances (how many were stored) and
+// duration_ms. The append cannot be cancelled by the client; an error is
+// logged (the answer has been sent; the instances have their own
+// records, appended before they were reported stored).
+func (g *Guard) Audit(ctx context.Context, ev api.AuditEvent) {
+	if ev.Principal.DecisionID == "" {
+		return
+	}
+	g.pendingMu.Lock()
+	po := g.pending[ev.Principal.DecisionID]
+	delete(g.pending, ev.Principal.DecisionID)
+	g.pendingMu.Unlock()
+	if po == nil {
+		return
+	}
+	rec := po.rec
+	rec.Detail = make(map[string]string, len(po.rec.Detail)+4)
+	for k, v := range po.rec.Detail {
+		rec.Detail[k] = v
+	}
+	stored, failed := po.stored.Load(), po.failed.Load()
+	rec.Detail["instances"] = strconv.FormatInt(stored, 10)
+	rec.Detail["duration_ms"] = strconv.FormatFloat(float64(ev.Duration.Microseconds())/1000, 'f', 3, 64)
+	if ev.Status >= 100 && ev.Status <= 599 {
+		rec.Detail["http_status"] = strconv.Itoa(ev.Status)
+	}
+	kind := ""
+	switch {
+	case ev.Status >= 500:
+		kind = "server_error"
+	case ev.Status == http.StatusConflict:
+		kind = "none_stored"
+	case ev.Status >= 400:
+		kind = "request_failed"
+	case ev.Status == http.StatusAccepted && stored > 0:
+	case ev.Status == http.StatusOK && stored > 0 && failed == 0:
+	default:
+		kind = "incomplete"
+	}
+	rec.Outcome = audit.OutcomeSuccess
+	if kind != "" {
+		if ctx.Err() != nil {
+			kind = "aborted"
+		}
+		rec.Outcome, rec.Detail["error_kind"] = audit.OutcomeError, kind
+	}
+	if err := appendRecord(ctx, g.Trail, rec); err != nil && g.Logger != nil {
+		g.Logger.Error("audit record of a completed request failed", "request_id", rec.RequestID, "action", rec.Action, "error", err.Error())
+	}
+}
