@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"slices"
 	"strconv"
 
@@ -151,22 +152,31 @@ func (h dimseHandler) store(ctx context.Context, req *dimse.StoreRequest) (uint1
 // stowIngester is the dicomweb.Ingester over Ingest.
 type stowIngester struct {
 	s *Service
+	// guard gets each instance's outcome for the request's own record
+	// (access.Guard.NoteInstance, recorded by its Audit); nil: none.
+	guard *access.Guard
 }
 
 // Each instance gets its own audit record (instance:store with its UIDs
 // and outcome, the request's decision id) before the part is reported
-// stored; a record that cannot be written fails the part (0110).
-func (a stowIngester) Ingest(ctx context.Context, r io.Reader, src dicomweb.Source) (dicomweb.Stored, error) {
+// stored; a record that cannot be written fails the part (0110). The
+// record is success only for an instance that was stored, error for one
+// that was not (its UIDs as far as they were read). The request's own
+// record (outcome of the whole upload) is the guard's, after the handler.
+func (a stowIngester) Ingest(ctx context.Context, r io.Reader, src dicomweb.Source) (st dicomweb.Stored, rerr error) {
+	if a.guard != nil {
+		defer func() { a.guard.NoteInstance(ctx, rerr == nil) }()
+	}
 	out, err := a.s.ingest.Ingest(ctx, r, ingest.SourceInfo{Source: store.SourceSTOW, StudyInstanceUID: src.StudyInstanceUID})
 	a.s.metrics.ObserveIngest("dicomweb", ingestOutcome(out, err))
-	st := dicomweb.Stored{
+	st = dicomweb.Stored{
 		SOPClassUID:       out.SOPClassUID,
 		SOPInstanceUID:    out.SOPInstanceUID,
 		StudyInstanceUID:  out.StudyInstanceUID,
 		SeriesInstanceUID: out.SeriesInstanceUID,
 	}
 	if p, ok := api.PrincipalFrom(ctx); ok && a.s.trail != nil && !p.Anonymous {
-		if aerr := a.s.recordSTOW(ctx, p, out, err); aerr != nil {
+		if aerr := a.s.recordSTOW(ctx, p, src, out, err); aerr != nil {
 			return st, aerr
 		}
 		if err == nil {
@@ -191,9 +201,9 @@ func (a stowIngester) Ingest(ctx context.Context, r io.Reader, src dicomweb.Sour
 }
 
 // recordSTOW appends the audit record of one STOW-RS instance.
-func (s *Service) recordSTOW(ctx context.Context, p api.Principal, out ingest.Outcome, err error) error {
+func (s *Service) recordSTOW(ctx context.Context, p api.Principal, src dicomweb.Source, out ingest.Outcome, err error) error {
 	rec := audit.Record{
-		Protocol: audit.ProtocolHTTP, RequestID: api.RequestID(ctx),
+		Protocol: audit.ProtocolHTTP, RequestID: api.RequestID(ctx), ClientAddress: stowClient(src.RemoteAddr),
 		SubjectID: p.Subject, SubjectKind: p.Kind, Roles: access.AuditRoles(p.Roles), Organisation: p.Organisation,
 		Action: "instance:store", Outcome: audit.OutcomeSuccess, PolicyDecisionID: p.DecisionID,
 		Resource: audit.Resource{Type: "instance", StudyInstanceUID: access.UID(out.StudyInstanceUID),
@@ -203,11 +213,24 @@ func (s *Service) recordSTOW(ctx context.Context, p api.Principal, out ingest.Ou
 	if err != nil {
 		rec.Outcome, rec.Detail["error_kind"] = audit.OutcomeError, "store_failed"
 	}
-	if aerr := s.trail.Append(ctx, rec); aerr != nil {
+	// The record of what happened must survive the client going away (an
+	// aborted upload cancels ctx): append without ctx's cancellation.
+	actx, cancel := audit.DetachedContext(ctx, 0)
+	defer cancel()
+	if aerr := s.trail.Append(actx, rec); aerr != nil {
 		s.log.Error("STOW-RS instance not reported stored: audit record failed", "request_id", rec.RequestID, "error", aerr.Error())
 		return fmt.Errorf("service: audit: %w", aerr)
 	}
 	return nil
+}
+
+// stowClient returns the client's IP:port as an audit record takes it,
+// "" when it is not one.
+func stowClient(addr string) string {
+	if _, err := netip.ParseAddrPort(addr); err != nil {
+		return ""
+	}
+	return addr
 }
 
 // catalog is the dicomweb.Catalog over the store. A request whose

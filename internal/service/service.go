@@ -309,7 +309,7 @@ func New(ctx context.Context, cfg Config) (_ *Service, err error) {
 
 	if cfg.HTTPAddr != "" {
 		web, err := dicomweb.New(dicomweb.Config{
-			Ingester: stowIngester{s}, Catalog: catalog{db: s.db, blobs: s.blobs, owners: s.owners},
+			Ingester: stowIngester{s: s, guard: g}, Catalog: catalog{db: s.db, blobs: s.blobs, owners: s.owners},
 			MaxInstanceBytes: cfg.MaxUpload, Logger: s.log,
 		})
 		if err != nil {
@@ -333,7 +333,7 @@ func New(ctx context.Context, cfg Config) (_ *Service, err error) {
 			}
 		}
 		h, err := api.New(api.Config{
-			Guard:  g,
+			Guard: g, Auditor: g,
 			Logger: s.log, Metrics: s.metrics,
 			Results: results{s.db}, Models: modelList{cfg.Models},
 			Ready:  s.readyChecks(),
@@ -402,7 +402,7 @@ func (s *Service) openSecurity(ctx context.Context) (*access.Guard, *access.DIMS
 	if err != nil {
 		return nil, nil, err
 	}
-	if s.trail, err = audit.Open(audit.Config{Dir: auditDir, Key: key, Sinks: sec.AuditSinks, Logger: s.log}); err != nil {
+	if s.trail, err = audit.Open(audit.Config{Dir: auditDir, Key: key, Sinks: sec.AuditSinks, Logger: s.log, Version: cfg.Version}); err != nil {
 		return nil, nil, err
 	}
 	if s.owners, err = access.NewOwners(ctx, s.db.WriteDB(), s.db.ReadDB()); err != nil {
@@ -412,6 +412,7 @@ func (s *Service) openSecurity(ctx context.Context) (*access.Guard, *access.DIMS
 		s.log.Warn("HTTP on a non-loopback address without TLS: bearer tokens and PHI cross the network in clear text unless a TLS proxy terminates in front (--tls-cert/--tls-key)", "addr", cfg.HTTPAddr)
 	}
 	g := &access.Guard{Authn: authn, Policy: s.policy, Trail: s.trail, Owners: s.owners, Actions: access.DefaultActions(), Logger: s.log,
+		DeferOutcomes: true, // g is also the api Auditor: STOW-RS is recorded with its real outcome
 		StudyOf: func(ctx context.Context, sop string) (string, error) {
 			in, err := s.db.GetInstance(ctx, sop)
 			if err != nil {
