@@ -18,7 +18,13 @@
 // authentication failure (action "authentication", outcome
 // unauthenticated) and every denial (outcome denied, with the policy
 // decision id), before the handler runs. An Append error fails the request
-// (HTTP 500, nothing served or stored).
+// (HTTP 500, nothing served or stored). Exception: an allowed request of
+// an Action with OutcomeAfter (STOW-RS) under Guard.DeferOutcomes is
+// recorded once, after its handler, with its real outcome (Guard.Audit,
+// the guard wired as api.Config.Auditor; the handler reports instances
+// with NoteInstance), because at authorisation the upload may still break
+// off; a failed trail (Failer) refuses it up front. Records are appended
+// with a context the client cannot cancel (audit.DetachedContext).
 //
 // DIMSE: AcceptAssociation maps the calling AE title / verified client
 // certificate through auth.PeerMapper (unknown peers are rejected at

@@ -19,16 +19,23 @@
 // chain can be recomputed by whoever edits the files; the HMAC cannot
 // without the key, which is kept outside the audit directory. Append
 // returns after write + fsync; concurrent Appends are batched into one
-// write and one fsync (group commit). Open resumes the chain after the
-// last record, verifying the last segment; a torn final line left by a
-// crash is cut off and recorded as an audit:recovered record.
+// write and one fsync (group commit); the caller's cancellation does not
+// abort an Append (a client that goes away cannot lose its record), the
+// wait is bounded by Config.AppendTimeout. Open resumes the chain after
+// the last record, verifying the last segment; a torn final line left by
+// a crash is cut off and recorded as an audit:recovered record; then an
+// audit:started record is appended (every start) and the last seq/hash
+// logged as an anchor.
 //
 // Verify/Scan check a whole trail and return the first problem (a
 // *Problem with kind, file:line and seq): modified record, seq gap
 // (removed records), reordered or duplicated records, truncated or
 // garbled lines, broken links between segment files, missing segment
-// files. Removing whole records from the very end is not detectable from
-// the files alone; the syslog copy and the printed last hash anchor it.
+// files, and an empty or missing trail (ProblemEmpty: there is always an
+// audit:started record). Removing whole records from the very end leaves
+// a valid shorter chain that the files alone cannot reveal; VerifyAnchor
+// checks the trail against a seq/hash kept outside (the syslog copy, the
+// "audit trail opened" log line, a noted "radflow audit verify" line).
 //
 // # No PHI
 //
