@@ -526,9 +526,12 @@ func (s *Service) Start(ctx context.Context) error {
 		return err
 	}
 	if s.httpLn != nil {
+		// Read TLSConfig once before Serve starts: ServeTLS replaces it
+		// with a clone from its own goroutine.
+		tlsOn := s.httpSrv.TLSConfig != nil
 		go func() {
 			var err error
-			if s.httpSrv.TLSConfig != nil {
+			if tlsOn {
 				err = s.httpSrv.ServeTLS(s.httpLn, "", "") // certificate from TLSConfig.GetCertificate
 			} else {
 				err = s.httpSrv.Serve(s.httpLn)
@@ -539,7 +542,7 @@ func (s *Service) Start(ctx context.Context) error {
 			}
 		}()
 		scheme := "http://"
-		if s.httpSrv.TLSConfig != nil {
+		if tlsOn {
 			scheme = "https://"
 		}
 		s.log.Info("HTTP listening (REST API /api/v1, DICOMweb /dicomweb)", "url", scheme+s.httpLn.Addr().String())
