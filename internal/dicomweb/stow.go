@@ -231,7 +231,10 @@ func (s *Service) stow(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			if r.Context().Err() != nil {
-				return // client gone or deadline: nothing useful to write
+				// Deadline or client gone: answer with what was stored so
+				// far (a client that left never reads it), never a bare 200.
+				abort(http.StatusServiceUnavailable, "the request ended (deadline or client gone) while a part was being stored; retry")
+				return
 			}
 			reason := FailureReasonOf(ierr)
 			if pr.tooLarge {
