@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/suyashkumar/dicom/pkg/tag"
 )
@@ -275,5 +276,34 @@ func TestStowLimits(t *testing.T) {
 	var se *StatusError
 	if !errors.As(err, &se) || se.StatusCode != 413 {
 		t.Fatalf("chunked over limit: %v", err)
+	}
+}
+
+// slowIngester stores nothing: it waits for the request's context to end,
+// like an ingest stuck behind a slow disk past the route's deadline.
+type slowIngester struct{}
+
+func (slowIngester) Ingest(ctx context.Context, r io.Reader, _ Source) (Stored, error) {
+	<-ctx.Done()
+	return Stored{}, ctx.Err()
+}
+
+func TestStowDeadlineWhileStoringIs503(t *testing.T) {
+	ct := readShared(t, "CT_small.dcm")
+	fs := newFakeStore()
+	svc, err := New(Config{Ingester: slowIngester{}, Catalog: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := svc.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 50*time.Millisecond) // the route deadline
+		defer cancel()
+		h.ServeHTTP(w, r.WithContext(ctx))
+	}))
+	t.Cleanup(srv.Close)
+	resp, b := post(t, srv.URL+"/dicomweb/studies", `multipart/related; type="application/dicom"; boundary=b1`, bytes.NewReader(multipartBody("b1", ct)))
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !bytes.Contains(b, []byte("retry")) {
+		t.Fatalf("status %d, Retry-After %q, body %s", resp.StatusCode, resp.Header.Get("Retry-After"), b)
 	}
 }
