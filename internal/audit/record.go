@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/radflow/radflow/internal/dicom"
 )
 
 // Outcome is the result of the audited event.
@@ -132,7 +134,6 @@ var (
 	reLowerTok = regexp.MustCompile(`^[a-z0-9][a-z0-9_.:-]{0,63}$`)
 	reRole     = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
 	reAction   = regexp.MustCompile(`^[a-z][a-z_]{0,31}(:[a-z][a-z_]{0,31})?$`)
-	reUID      = regexp.MustCompile(`^[0-9]+(\.[0-9]+)*$`)
 	reModel    = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}(@[A-Za-z0-9._+-]{1,64})?$`)
 	rePurpose  = regexp.MustCompile(`^[A-Z][A-Z0-9_-]{0,31}$`)
 	reDigits   = regexp.MustCompile(`^[0-9]{1,20}$`)
@@ -159,8 +160,8 @@ var detailKeys = map[string]func(string) bool{
 	"auth_method":         reLowerTok.MatchString,
 	"query_level":         reLowerTok.MatchString,
 	"error_kind":          reLowerTok.MatchString,
-	"sop_class_uid":       isUID,
-	"transfer_syntax_uid": isUID,
+	"sop_class_uid":       dicom.ValidReceivedUID,
+	"transfer_syntax_uid": dicom.ValidReceivedUID,
 	"calling_ae":          isAETitle,
 	"called_ae":           isAETitle,
 	"duration_ms":         reDecimal.MatchString,
@@ -181,8 +182,6 @@ func DetailKeys() []string {
 	sort.Strings(keys)
 	return keys
 }
-
-func isUID(s string) bool { return len(s) <= 64 && reUID.MatchString(s) }
 
 // isAETitle: 1..16 characters of the DICOM default repertoire, no backslash
 // or control characters (PS3.5 AE value representation).
@@ -255,7 +254,7 @@ func (r *Record) Validate() error {
 	}
 	for name, uid := range map[string]string{"resource.study_instance_uid": r.Resource.StudyInstanceUID,
 		"resource.series_instance_uid": r.Resource.SeriesInstanceUID, "resource.sop_instance_uid": r.Resource.SOPInstanceUID} {
-		if uid != "" && !isUID(uid) {
+		if uid != "" && !dicom.ValidReceivedUID(uid) {
 			return invalid("%s: want a DICOM UID (digits and dots, at most 64)", name)
 		}
 	}

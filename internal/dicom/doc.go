@@ -9,7 +9,10 @@
 // It owns: parsing, attribute access, character sets, the unprocessed Pixel
 // Data (native bytes or fragments and offset tables), writing Part 10 files
 // (write.go) and the result Structured Report (sr.go, docs/sr-template.md),
-// UID generation (2.25 UUID UIDs). It does not own: pixel
+// UID generation (2.25 UUID UIDs), and the one UID and AE title syntax
+// check (valid.go: ValidUID/CheckUID by the whole PS3.5 9.1 rule for what
+// radflow writes, ValidReceivedUID/CheckReceivedUID tolerating leading zeros
+// for what it receives; ValidAETitle). It does not own: pixel
 // decoding (package pixel), networking (dimse, dicomweb). Subpackage
 // dicomtest writes synthetic files for tests.
 package dicom

@@ -545,22 +545,3 @@ var uidNamespace = [16]byte{0x6b, 0x1f, 0x3e, 0x52, 0x9a, 0x0c, 0x4d, 0x7e, 0x8f
 func uuidUID(u [16]byte) string {
 	return "2.25." + new(big.Int).SetBytes(u[:]).String()
 }
-
-// ValidUID reports whether s is a valid UID (PS3.5 9.1): at most 64
-// characters, dot-separated numeric components without leading zeros.
-func ValidUID(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for _, c := range strings.Split(s, ".") {
-		if c == "" || len(c) > 1 && c[0] == '0' {
-			return false
-		}
-		for i := 0; i < len(c); i++ {
-			if c[i] < '0' || c[i] > '9' {
-				return false
-			}
-		}
-	}
-	return true
-}

@@ -11,6 +11,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/radflow/radflow/internal/dicom"
 )
 
 // PresentationContext is an abstract syntax (SOP class) proposed with its
@@ -59,7 +61,7 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig, contexts []Present
 	if cfg.CalledAETitle == "" {
 		cfg.CalledAETitle = "ANY-SCP"
 	}
-	if !validAE(cfg.CallingAETitle) || !validAE(cfg.CalledAETitle) {
+	if !dicom.ValidAETitle(cfg.CallingAETitle) || !dicom.ValidAETitle(cfg.CalledAETitle) {
 		return nil, fmt.Errorf("%w: AE titles %q, %q", ErrInvalidArgument, cfg.CallingAETitle, cfg.CalledAETitle)
 	}
 	if cfg.MaxPDULength == 0 {
@@ -82,7 +84,7 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig, contexts []Present
 		MaxLength: cfg.MaxPDULength, ImplClassUID: ImplementationClassUID, ImplVersion: ImplementationVersionName,
 	}
 	for i, pc := range contexts {
-		if !ValidUID(pc.AbstractSyntax) || len(pc.TransferSyntaxes) == 0 {
+		if !dicom.ValidReceivedUID(pc.AbstractSyntax) || len(pc.TransferSyntaxes) == 0 {
 			return nil, fmt.Errorf("%w: presentation context %d (%q with %d transfer syntaxes)", ErrInvalidArgument, i, pc.AbstractSyntax, len(pc.TransferSyntaxes))
 		}
 		rq.Contexts = append(rq.Contexts, presentationContext{ID: byte(2*i + 1), AbstractSyntax: pc.AbstractSyntax, TransferSyntaxes: pc.TransferSyntaxes})
@@ -280,7 +282,7 @@ func (cl *Client) Echo(ctx context.Context) error {
 // when no status was received: ErrNoPresentationContext, ErrInvalidArgument,
 // ErrAborted, ErrProtocol.
 func (cl *Client) Store(ctx context.Context, sopClass, sopInstance, transferSyntax string, ds io.Reader, size int64) (uint16, error) {
-	if !ValidUID(sopInstance) {
+	if !dicom.ValidReceivedUID(sopInstance) {
 		return 0, fmt.Errorf("%w: SOP Instance UID %q", ErrInvalidArgument, sopInstance)
 	}
 	if size < 0 || size > 1<<32-2 {

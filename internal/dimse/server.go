@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/radflow/radflow/internal/dicom"
 )
 
 // StoreRequest is one received C-STORE, handed to StoreHandler.Store after
@@ -173,7 +175,7 @@ func (c *Config) setDefaults() error {
 	if c.AETitle == "" {
 		c.AETitle = "RADFLOW"
 	}
-	if !validAE(c.AETitle) {
+	if !dicom.ValidAETitle(c.AETitle) {
 		return fmt.Errorf("%w: AE title %q", ErrInvalidArgument, c.AETitle)
 	}
 	if c.MaxAssociations <= 0 {
@@ -454,7 +456,7 @@ func (a *association) evaluate() *[3]byte {
 
 // acceptsSOPClass reports whether uid is Verification, a storage SOP class or configured.
 func (s *Server) acceptsSOPClass(uid string) bool {
-	if uid == VerificationSOPClass || (strings.HasPrefix(uid, StorageSOPClassPrefix) && ValidUID(uid)) {
+	if uid == VerificationSOPClass || (strings.HasPrefix(uid, StorageSOPClassPrefix) && dicom.ValidReceivedUID(uid)) {
 		return true
 	}
 	for _, x := range s.cfg.ExtraSOPClasses {
@@ -621,7 +623,7 @@ func (a *association) handleStore(ctxID byte, cmd command) error {
 	switch {
 	case req.SOPClassUID != pc.AbstractSyntax:
 		status, comment, offending = StatusSOPClassNotSupported, "SOP class differs from the presentation context", tagAffectedSOPClassUID
-	case !ValidUID(req.SOPInstanceUID):
+	case !dicom.ValidReceivedUID(req.SOPInstanceUID):
 		status, comment, offending = StatusCannotUnderstand, "invalid Affected SOP Instance UID", tagAffectedSOPInstanceUID
 	}
 	if status != StatusSuccess {

@@ -1,7 +1,5 @@
 package dimse
 
-import "strings"
-
 // Implementation identification sent in A-ASSOCIATE user information and
 // written to Part 10 file meta. The class UID is a UUID-derived 2.25 UID
 // (PS3.5 B.2), so it needs no registered root.
@@ -39,38 +37,4 @@ func DefaultTransferSyntaxes() []string {
 		JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLossless, JPEGLosslessSV1,
 		JPEGLSLossless, JPEGLSNearLossless, JPEG2000Lossless, JPEG2000,
 	}
-}
-
-// ValidUID reports whether s is a syntactically valid UID (PS3.5 9.1):
-// 1..64 characters, dot-separated non-empty components of digits 0-9.
-// Leading zeros in a component are tolerated (common in the field).
-func ValidUID(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for _, comp := range strings.Split(s, ".") {
-		if comp == "" {
-			return false
-		}
-		for i := 0; i < len(comp); i++ {
-			if comp[i] < '0' || comp[i] > '9' {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// validAE reports whether s is a usable AE title: 1..16 characters of
-// printable ASCII without backslash (PS3.5 Table 6.2-1).
-func validAE(s string) bool {
-	if len(s) == 0 || len(s) > 16 || strings.TrimSpace(s) == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] > 0x7e || s[i] == '\\' {
-			return false
-		}
-	}
-	return true
 }

@@ -10,12 +10,12 @@ import (
 	"os"
 	"regexp"
 	"strconv"
-	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/radflow/radflow/internal/deid"
+	"github.com/radflow/radflow/internal/dicom"
 	"github.com/radflow/radflow/internal/dimse"
 	"github.com/radflow/radflow/internal/tlsconfig"
 )
@@ -181,26 +181,14 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-func validAE(s string) bool {
-	if len(s) == 0 || len(s) > 16 || strings.TrimSpace(s) == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] > 0x7e || s[i] == '\\' {
-			return false
-		}
-	}
-	return true
-}
-
 func (d *Destination) validate() error {
 	if d.CallingAETitle == "" {
 		d.CallingAETitle = DefaultCallingAETitle
 	}
-	if !validAE(d.AETitle) {
+	if !dicom.ValidAETitle(d.AETitle) {
 		return fmt.Errorf("ae_title %q: want 1-16 printable characters, no backslash", d.AETitle)
 	}
-	if !validAE(d.CallingAETitle) {
+	if !dicom.ValidAETitle(d.CallingAETitle) {
 		return fmt.Errorf("calling_ae_title %q: want 1-16 printable characters, no backslash", d.CallingAETitle)
 	}
 	host, port, err := net.SplitHostPort(d.Address)

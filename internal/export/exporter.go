@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/radflow/radflow/internal/deid"
+	"github.com/radflow/radflow/internal/dicom"
 	"github.com/radflow/radflow/internal/dimse"
 )
 
@@ -271,7 +272,7 @@ func (e *Exporter) resolve(ctx context.Context, req Request) ([]Ref, error) {
 		return nil, fmt.Errorf("%w: %d SOP Instance UIDs, at most %d", ErrInvalidRequest, len(req.SOPInstanceUIDs), e.opts.MaxInstances)
 	}
 	if req.StudyInstanceUID != "" {
-		if !dimse.ValidUID(req.StudyInstanceUID) {
+		if !dicom.ValidReceivedUID(req.StudyInstanceUID) {
 			return nil, fmt.Errorf("%w: Study Instance UID %q", ErrInvalidRequest, req.StudyInstanceUID)
 		}
 		all, err := e.opts.Source.Instances(ctx, req.StudyInstanceUID)
@@ -295,7 +296,7 @@ func (e *Exporter) resolve(ctx context.Context, req Request) ([]Ref, error) {
 	seen := map[string]bool{}
 	var refs []Ref
 	for _, uid := range req.SOPInstanceUIDs {
-		if !dimse.ValidUID(uid) {
+		if !dicom.ValidReceivedUID(uid) {
 			return nil, fmt.Errorf("%w: SOP Instance UID %q", ErrInvalidRequest, uid)
 		}
 		if seen[uid] {

@@ -439,7 +439,7 @@ func metadata(b []byte, info SourceInfo) (*store.Instance, error) {
 		{"Study Instance UID", in.StudyInstanceUID},
 		{"Series Instance UID", in.SeriesInstanceUID},
 	} {
-		if err := ValidUID(u.v); err != nil {
+		if err := dicom.CheckReceivedUID(u.v); err != nil { // leading zeros tolerated: devices send them
 			return nil, fmt.Errorf("%w: %s: %w", ErrInvalid, u.name, err)
 		}
 	}
@@ -452,37 +452,6 @@ func intAttr(d *dicom.Instance, t tag.Tag) *int {
 		return nil
 	}
 	return &v[0]
-}
-
-// ValidUID checks a UID's form (PS3.5 9.1): 1 to 64 characters, digits
-// and dots, no empty component. The leading-zero rule is not enforced
-// (real archives hold such UIDs and they still identify instances).
-func ValidUID(u string) error {
-	if u == "" {
-		return errors.New("missing")
-	}
-	if len(u) > 64 {
-		return fmt.Errorf("%d characters, more than 64", len(u))
-	}
-	prevDot := true
-	for i := 0; i < len(u); i++ {
-		c := u[i]
-		switch {
-		case c == '.':
-			if prevDot {
-				return fmt.Errorf("empty component in %q", u)
-			}
-			prevDot = true
-		case c >= '0' && c <= '9':
-			prevDot = false
-		default:
-			return fmt.Errorf("character %q at %d is not a digit or dot", c, i)
-		}
-	}
-	if prevDot {
-		return fmt.Errorf("empty component in %q", u)
-	}
-	return nil
 }
 
 // cached is a value refreshed at most every ttl.

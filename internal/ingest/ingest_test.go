@@ -225,19 +225,6 @@ func TestIngestInvalid(t *testing.T) {
 	}
 }
 
-func TestValidUID(t *testing.T) {
-	for _, ok := range []string{"1", "1.2.840.10008.1.2", "2.25." + strings.Repeat("9", 59)} {
-		if err := ValidUID(ok); err != nil {
-			t.Errorf("%q: %v", ok, err)
-		}
-	}
-	for _, bad := range []string{"", ".1", "1.", "1..2", "1.2a", "1.2 ", "2.25." + strings.Repeat("9", 60)} {
-		if err := ValidUID(bad); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
-	}
-}
-
 // distinct returns a hook giving each ingest a fresh SOP Instance UID.
 func distinct(prefix string) func(in *store.Instance) {
 	var n atomic.Int64
