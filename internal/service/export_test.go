@@ -7,9 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,97 +15,9 @@ import (
 
 	"github.com/radflow/radflow/internal/audit"
 	"github.com/radflow/radflow/internal/auth"
+	"github.com/radflow/radflow/internal/dcmtktest"
 	"github.com/radflow/radflow/internal/export"
 )
-
-// storeSCP is dcmtk's storescp in bit-preserving mode (+B) writing to a
-// temporary directory.
-type storeSCP struct {
-	addr, dir string
-}
-
-// startStorescp runs `storescp -aet AET +B -od DIR PORT` (TCP_NODELAY=1);
-// it skips the test when dcmtk is not installed.
-func startStorescp(t *testing.T, aet string) *storeSCP {
-	t.Helper()
-	bin, err := exec.LookPath("storescp")
-	if err != nil {
-		t.Skip("dcmtk storescp not installed (apt-get install dcmtk): the export end-to-end test needs a real DICOM destination")
-	}
-	dir := t.TempDir()
-	out := filepath.Join(dir, "out")
-	if err := os.Mkdir(out, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	l.Close()
-	cmd := exec.Command(bin, "-aet", aet, "+B", "-od", out, port)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "TCP_NODELAY=1")
-	var logBuf bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logBuf, &logBuf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("storescp %s output:\n%s", aet, logBuf.String())
-		}
-	})
-	addr := net.JoinHostPort("127.0.0.1", port)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("storescp did not listen on %s: %v", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return &storeSCP{addr: addr, dir: out}
-}
-
-// files returns the files storescp wrote, by name.
-func (s *storeSCP) files(t *testing.T) map[string][]byte {
-	t.Helper()
-	ents, err := os.ReadDir(s.dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string][]byte{}
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(s.dir, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[e.Name()] = b
-	}
-	return out
-}
-
-// waitFiles polls until storescp has written n files (at most 60 s).
-func (s *storeSCP) waitFiles(t *testing.T, n int) map[string][]byte {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		fs := s.files(t)
-		if len(fs) >= n {
-			return fs
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d files at the destination after 60 s, want %d", len(fs), n)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 // dataSetOf returns the data set of a Part 10 file (after the preamble,
 // DICM and the explicit VR little endian file meta group).
@@ -185,8 +95,8 @@ func TestExportEndToEnd(t *testing.T) {
 	repo := testRepo(t)
 	chest := sharedPath(t, chestName)
 	orig := readShared(t, chestName)
-	pacs := startStorescp(t, "PACS")
-	research := startStorescp(t, "RESEARCH")
+	pacs := dcmtktest.StartStoreSCP(t, "PACS")
+	research := dcmtktest.StartStoreSCP(t, "RESEARCH")
 	dests := writeDestinations(t, fmt.Sprintf(`destinations:
   - name: pacs
     ae_title: PACS
@@ -199,7 +109,7 @@ func TestExportEndToEnd(t *testing.T) {
     external: true
     deid:
       project_secret_file: %q
-`, pacs.addr, research.addr, projectSecret(t)))
+`, pacs.Addr, research.Addr, projectSecret(t)))
 	const adminToken = "rfa_export-e2e-admin-token-0123456789abcdef"
 	s := startService(t, t.TempDir(), repo, func(c *Config) {
 		c.Destinations = dests
@@ -225,7 +135,7 @@ func TestExportEndToEnd(t *testing.T) {
 	r := checkResult(t, waitDone(t, s, chestSOP), chestSOP)
 
 	// Auto-push: the result SR reaches pacs unchanged, audited as the system.
-	got := pacs.waitFiles(t, 1)
+	got := pacs.WaitFiles(t, 1)
 	if len(got) != 1 {
 		t.Fatalf("pacs received %d files, want only the result SR", len(got))
 	}
@@ -277,7 +187,7 @@ func TestExportEndToEnd(t *testing.T) {
 	if sent[chestSOP] == "" || sent[r.SRSOPInstanceUID] == "" {
 		t.Fatalf("outcomes %+v do not cover the radiograph and its SR", res.Outcomes)
 	}
-	files := research.waitFiles(t, 2)
+	files := research.WaitFiles(t, 2)
 	if len(files) != 2 {
 		t.Fatalf("research received %d files, want 2", len(files))
 	}
@@ -336,7 +246,7 @@ func TestExportEndToEnd(t *testing.T) {
 			t.Errorf("refused export record %+v", d)
 		}
 	}
-	if got := len(research.files(t)); got != 2 {
+	if got := len(research.Files(t)); got != 2 {
 		t.Errorf("research has %d files after refused exports, want 2", got)
 	}
 }
@@ -376,7 +286,7 @@ decision := {"allow": allow, "break_glass": false, "reasons": ["org test policy"
 // without deid (denied deid record), and allows the rest.
 func TestExportPerStudyAuthorization(t *testing.T) {
 	ct := readShared(t, ctName)
-	scp := startStorescp(t, "PACS")
+	scp := dcmtktest.StartStoreSCP(t, "PACS")
 	dests := writeDestinations(t, fmt.Sprintf(`destinations:
   - name: pacs
     ae_title: PACS
@@ -386,7 +296,7 @@ func TestExportPerStudyAuthorization(t *testing.T) {
     address: %q
     external: true
     deid: {project_secret_file: %q}
-`, scp.addr, scp.addr, projectSecret(t)))
+`, scp.Addr, scp.Addr, projectSecret(t)))
 	pdir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(pdir, "authz.rego"), []byte(orgPolicy), 0o600); err != nil {
 		t.Fatal(err)
@@ -440,7 +350,7 @@ func TestExportPerStudyAuthorization(t *testing.T) {
 			t.Errorf("%s: export record %+v", c.name, last)
 		}
 	}
-	if n := len(scp.files(t)); n != 2 {
+	if n := len(scp.Files(t)); n != 2 {
 		t.Errorf("destination received %d files, want 2 (one per allowed export)", n)
 	}
 }
@@ -471,8 +381,8 @@ func TestExportsDisabled(t *testing.T) {
 func TestWorkerAutoPush(t *testing.T) {
 	repo := testRepo(t)
 	chest := sharedPath(t, chestName)
-	pacs := startStorescp(t, "PACS")
-	dests := writeDestinations(t, fmt.Sprintf("destinations:\n  - name: pacs\n    ae_title: PACS\n    address: %q\n    auto: [sr]\n", pacs.addr))
+	pacs := dcmtktest.StartStoreSCP(t, "PACS")
+	dests := writeDestinations(t, fmt.Sprintf("destinations:\n  - name: pacs\n    ae_title: PACS\n    address: %q\n    auto: [sr]\n", pacs.Addr))
 	dir := t.TempDir()
 	s := startService(t, dir, repo, func(c *Config) { c.Workers = 0 })
 	w, err := New(context.Background(), Config{DataDir: dir, Workers: 1, Models: repo, Destinations: dests, OrphanAge: -1,
@@ -494,7 +404,7 @@ func TestWorkerAutoPush(t *testing.T) {
 		t.Fatalf("storescu: %v\n%s", err, out)
 	}
 	r := checkResult(t, waitDone(t, s, chestSOP), chestSOP)
-	for name := range pacs.waitFiles(t, 1) {
+	for name := range pacs.WaitFiles(t, 1) {
 		if !strings.HasSuffix(name, r.SRSOPInstanceUID) {
 			t.Errorf("pacs received %s, want the result SR %s", name, r.SRSOPInstanceUID)
 		}
