@@ -95,14 +95,8 @@ func (s *Service) rendered(w http.ResponseWriter, r *http.Request) {
 		}
 		quality = q
 	}
-	rows, err := s.instancesFor(r.Context(), r)
-	if err != nil {
-		s.catalogError(w, r, err)
-		return
-	}
-	in, err := s.loadInstance(r.Context(), rows[0])
-	if err != nil {
-		s.storedError(w, r, err)
+	_, in, ok := s.addressedInstance(w, r)
+	if !ok {
 		return
 	}
 	frame := 1

@@ -171,6 +171,24 @@ func (s *Service) abortStream(r *http.Request, err error) {
 	panic(http.ErrAbortHandler)
 }
 
+// addressedInstance resolves and parses the one instance an instance-level
+// request addresses (.../instances/{instance}/frames or /rendered). On
+// failure it has answered the request (catalogError or storedError) and
+// ok is false.
+func (s *Service) addressedInstance(w http.ResponseWriter, r *http.Request) (row InstanceRow, in *dicom.Instance, ok bool) {
+	rows, err := s.instancesFor(r.Context(), r)
+	if err != nil {
+		s.catalogError(w, r, err)
+		return InstanceRow{}, nil, false
+	}
+	in, err = s.loadInstance(r.Context(), rows[0])
+	if err != nil {
+		s.storedError(w, r, err)
+		return InstanceRow{}, nil, false
+	}
+	return rows[0], in, true
+}
+
 // loadInstance reads and parses one stored instance.
 func (s *Service) loadInstance(ctx context.Context, row InstanceRow) (*dicom.Instance, error) {
 	rc, err := s.cfg.Catalog.OpenInstance(ctx, row.SOPInstanceUID)
@@ -305,14 +323,8 @@ func (s *Service) frames(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusNotAcceptable, `frames are available as multipart/related; type="application/octet-stream" only`)
 		return
 	}
-	rows, err := s.instancesFor(r.Context(), r)
-	if err != nil {
-		s.catalogError(w, r, err)
-		return
-	}
-	in, err := s.loadInstance(r.Context(), rows[0])
-	if err != nil {
-		s.storedError(w, r, err)
+	row, in, ok := s.addressedInstance(w, r)
+	if !ok {
 		return
 	}
 	pd := in.PixelData()
@@ -363,7 +375,7 @@ func (s *Service) frames(w http.ResponseWriter, r *http.Request) {
 	for i, b := range bodies {
 		h := textproto.MIMEHeader{}
 		h.Set("Content-Type", MediaOctet)
-		h.Set("Content-Location", s.instanceURL(base, rows[0].Series.Study.StudyInstanceUID, rows[0].Series.SeriesInstanceUID, rows[0].SOPInstanceUID)+"/frames/"+strconv.Itoa(list[i]))
+		h.Set("Content-Location", s.instanceURL(base, row.Series.Study.StudyInstanceUID, row.Series.SeriesInstanceUID, row.SOPInstanceUID)+"/frames/"+strconv.Itoa(list[i]))
 		pwr, err := pw.part(h)
 		if err == nil {
 			_, err = pwr.Write(b)
