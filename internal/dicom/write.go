@@ -22,11 +22,12 @@ var ErrEncode = errors.New("dicom: cannot encode data set")
 
 // ImplementationVersionName is written to (0002,0013) by WritePart10 unless
 // FileMeta overrides it (SH, at most 16 characters).
-const ImplementationVersionName = "RADFLOW_1"
+const ImplementationVersionName = "RADFLOW_010"
 
 // ImplementationClassUID is radflow's Implementation Class UID (0002,0012):
-// a name-based 2.25 UID (PS3.5 B.2), the same in every build.
-var ImplementationClassUID = NameUID("radflow implementation class")
+// a UUID-derived 2.25 UID (PS3.5 B.2), the same in every build, used by
+// the Part 10 writer, the result SR and the DIMSE layer alike.
+const ImplementationClassUID = "2.25.312397114479576338223260045952907761377"
 
 // FileMeta is the File Meta Information (PS3.10 7.1) WritePart10 writes,
 // and how the data set's values are to be read.

@@ -1,11 +1,13 @@
 package dimse
 
+import "github.com/radflow/radflow/internal/dicom"
+
 // Implementation identification sent in A-ASSOCIATE user information and
-// written to Part 10 file meta. The class UID is a UUID-derived 2.25 UID
-// (PS3.5 B.2), so it needs no registered root.
+// written to Part 10 file meta: radflow's one identity, defined in package
+// dicom so that files written there and by this package name radflow alike.
 const (
-	ImplementationClassUID    = "2.25.312397114479576338223260045952907761377"
-	ImplementationVersionName = "RADFLOW_010"
+	ImplementationClassUID    = dicom.ImplementationClassUID
+	ImplementationVersionName = dicom.ImplementationVersionName
 )
 
 // SOP class and transfer syntax UIDs (PS3.4, PS3.5 Section 10, PS3.6 Annex A).
