@@ -73,6 +73,9 @@ start_radflow() {
 	SERVER_PID=$!
 	wait_http "http://127.0.0.1:$HPORT/healthz"
 	STOWURL="http://127.0.0.1:$HPORT/dicomweb"
+	# STOW-RS needs a role that may store (the service is secure by default).
+	RADFLOW_TOKEN=$("$TMP/radflow" tokens create --data "$d" --role technologist --name bench 2>/dev/null | grep -o 'rf_[A-Za-z0-9_-]*')
+	export RADFLOW_TOKEN
 	COUNT_CMD="find $d/blobs -name '*.dcm' | wc -l"
 }
 
@@ -104,8 +107,8 @@ run_one() {
 	local server=$1 wl=$2 d="$TMP/run-$1-$2-$RANDOM"
 	case $server in
 	radflow) start_radflow "$d" ;;
-	orthanc-true) start_orthanc "$d" true ;;
-	orthanc-false) start_orthanc "$d" false ;;
+	orthanc-true) unset RADFLOW_TOKEN; start_orthanc "$d" true ;;
+	orthanc-false) unset RADFLOW_TOKEN; start_orthanc "$d" false ;;
 	esac
 	local t0 t1 pids=()
 	t0=$(now)

@@ -102,7 +102,12 @@ func stow(args []string) error {
 	dir := fs.String("dir", "", "directory of Part 10 files")
 	per := fs.Int("per", 10, "instances per request")
 	conns := fs.Int("conns", 4, "concurrent connections")
+	token := fs.String("token", os.Getenv("RADFLOW_TOKEN"), "bearer token sent with each request [RADFLOW_TOKEN] (radflow needs a technologist or ai_service token)")
 	_ = fs.Parse(args)
+	var header http.Header
+	if *token != "" {
+		header = http.Header{"Authorization": []string{"Bearer " + *token}}
+	}
 	names, err := filepath.Glob(filepath.Join(*dir, "*.dcm"))
 	if err != nil || len(names) == 0 {
 		return fmt.Errorf("no .dcm files in %s", *dir)
@@ -122,7 +127,7 @@ func stow(args []string) error {
 	start := time.Now()
 	for range *conns {
 		wg.Go(func() {
-			cl := dicomweb.Client{BaseURL: *base, HTTP: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}}
+			cl := dicomweb.Client{BaseURL: *base, HTTP: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}, Header: header}
 			for {
 				s := int(next.Add(int64(*per))) - *per
 				if s >= len(files) {
