@@ -12,11 +12,12 @@ import (
 	"time"
 
 	"github.com/radflow/radflow/internal/audit"
+	"github.com/radflow/radflow/internal/service"
 )
 
 const auditUsage = `Usage:
-  radflow audit verify [--data DIR] [--audit-key-file FILE] [--expect-seq N] [--expect-hash H]
-  radflow audit export --format fhir|dicom [--since TIME] [--data DIR] [--audit-key-file FILE]
+  radflow audit verify [--data DIR] [--trail main|admin|worker] [--audit-key-file FILE] [--expect-seq N] [--expect-hash H]
+  radflow audit export --format fhir|dicom [--since TIME] [--data DIR] [--trail main|admin|worker] [--audit-key-file FILE]
 
 verify checks the whole audit trail in DIR/audit (every HMAC, seq without
 gaps or reordering, links between segment files) and prints
@@ -28,6 +29,13 @@ Records removed from the end leave a valid shorter chain: note the printed
 seq and hash elsewhere (or take them from syslog) and check against them
 later with --expect-seq S and/or --expect-hash H (exit 1 when the trail
 ends before seq S or its record S has another hash).
+
+Without --trail, verify then checks, when present, the trail of the admin
+commands (radflow tokens, radflow keys) in DIR/admin/audit and the
+worker's in DIR/worker/audit, each reported on a line starting with
+"admin trail DIR: " or "worker trail DIR: " (exit 1 if any fails);
+--expect-seq/--expect-hash apply to the main trail. --trail selects one
+trail (then the anchor applies to it).
 
 export writes the records (verifying as it goes) to stdout: --format fhir
 one FHIR R4 AuditEvent JSON per line (NDJSON), --format dicom one DICOM
@@ -59,17 +67,19 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 
 // auditFlags are the options shared by the audit subcommands.
 type auditFlags struct {
-	data, keyFile string
+	data, keyFile, trail string
 }
 
 func (a *auditFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.data, "data", "./radflow-data", "data `DIR` of the serve process; the trail is DIR/audit [RADFLOW_DATA]")
 	fs.StringVar(&a.keyFile, "audit-key-file", "", "HMAC key `FILE` (hex); default DIR/keys/audit-hmac.key [RADFLOW_AUDIT_KEY_FILE]")
+	fs.StringVar(&a.trail, "trail", "", "`TRAIL` to read: main (DIR/audit), admin (DIR/admin/audit) or worker (DIR/worker/audit); default main (verify: main, then admin and worker when present)")
 }
 
-// open returns the audit directory and key.
+// open returns the audit directory of the selected trail and the key.
 func (a *auditFlags) open() (string, []byte, error) {
-	dir, keyFile := audit.Paths(a.data)
+	_, keyFile := audit.Paths(a.data)
+	dir := trailDir(a.data, a.trail)
 	if a.keyFile != "" {
 		keyFile = a.keyFile
 	}
@@ -97,6 +107,12 @@ func parseAuditFlags(name string, args []string, stderr io.Writer, extra func(*f
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "radflow audit %s: unexpected arguments %q\n", name, fs.Args())
+		return nil, nil, false
+	}
+	switch a.trail {
+	case "", "main", "admin", "worker":
+	default:
+		fmt.Fprintf(stderr, "radflow audit %s: --trail must be main, admin or worker\n", name)
 		return nil, nil, false
 	}
 	// --data and --audit-key-file fall back to the environment of serve
@@ -130,7 +146,30 @@ func runAuditVerify(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "radflow audit verify: %v\n", err)
 		return 1
 	}
+	rc := verifyTrail(dir, key, anchor, "", stdout, stderr)
+	if a.trail != "" {
+		return rc
+	}
+	// Without --trail: also the trails of the admin commands and the
+	// worker, each when present (the anchor belongs to the main trail).
+	for _, name := range []string{"admin", "worker"} {
+		d := trailDir(a.data, name)
+		if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
+			continue
+		}
+		if r := verifyTrail(d, key, audit.Anchor{}, name+" trail "+d+": ", stdout, stderr); r != 0 {
+			rc = r
+		}
+	}
+	return rc
+}
+
+// verifyTrail verifies one trail and prints its result lines, each
+// prefixed with prefix; it returns the exit status (0 ok, 1 problem).
+func verifyTrail(dir string, key []byte, anchor audit.Anchor, prefix string, stdout, stderr io.Writer) int {
+	anchored := anchor != (audit.Anchor{})
 	var sum audit.Summary
+	var err error
 	if anchored {
 		sum, err = audit.VerifyAnchor(dir, key, anchor)
 	} else {
@@ -139,21 +178,35 @@ func runAuditVerify(args []string, stdout, stderr io.Writer) int {
 	var p *audit.Problem
 	switch {
 	case errors.As(err, &p) && p.Kind == audit.ProblemEmpty:
-		fmt.Fprintf(stdout, "FAILED: no audit records although the HMAC key exists: %s\n", p.Error())
+		fmt.Fprintf(stdout, "%sFAILED: no audit records although the HMAC key exists: %s\n", prefix, p.Error())
 		return 1
 	case errors.As(err, &p):
-		fmt.Fprintf(stdout, "FAILED after %d good records: %s\n", sum.Records, p.Error())
-		fmt.Fprintf(stdout, "last good record: seq %d, hash %s\n", sum.LastSeq, lastHash(sum.LastHash))
+		fmt.Fprintf(stdout, "%sFAILED after %d good records: %s\n", prefix, sum.Records, p.Error())
+		fmt.Fprintf(stdout, "%slast good record: seq %d, hash %s\n", prefix, sum.LastSeq, lastHash(sum.LastHash))
 		return 1
 	case err != nil:
-		fmt.Fprintf(stderr, "radflow audit verify: %v\n", err)
+		fmt.Fprintf(stderr, "radflow audit verify: %s%v\n", prefix, err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "ok: %d records, last hash %s (seq %d, %d segment files)\n", sum.Records, lastHash(sum.LastHash), sum.LastSeq, sum.Segments)
+	fmt.Fprintf(stdout, "%sok: %d records, last hash %s (seq %d, %d segment files)\n", prefix, sum.Records, lastHash(sum.LastHash), sum.LastSeq, sum.Segments)
 	if anchored {
-		fmt.Fprintf(stdout, "anchor ok: %s present\n", anchorText(anchor))
+		fmt.Fprintf(stdout, "%sanchor ok: %s present\n", prefix, anchorText(anchor))
 	}
 	return 0
+}
+
+// trailDir is the directory of a named trail of the data directory data:
+// main (<data>/audit, serve), admin (<data>/admin/audit, radflow tokens
+// and radflow keys) or worker (<data>/worker/audit, radflow worker).
+func trailDir(data, name string) string {
+	switch name {
+	case "admin":
+		return adminAuditDir(data)
+	case "worker":
+		return service.WorkerAuditDir(data)
+	}
+	dir, _ := audit.Paths(data)
+	return dir
 }
 
 var reHash = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)

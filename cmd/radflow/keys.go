@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"slices"
 	"sort"
+	"strings"
 	"syscall"
 
 	"github.com/radflow/radflow/internal/keys"
@@ -30,6 +31,13 @@ Manages the key-encryption keys (KEKs) of encryption at rest.
   retire   remove KEK-ID from the keyring file once no object uses it
   status   list the KEKs and how many objects each wraps
 
+rotate, rewrap and retire append one admin:keys record each (retire
+also after rotate --retire) to DIR/admin/audit, keyed like the main
+trail (RADFLOW_AUDIT_KEY_FILE, else DIR/keys/audit-hmac.key): the OS
+user, the operation, the outcome and KEK ids, never key material. When
+that trail cannot be opened nothing is changed (exit 1); check it with
+radflow audit verify --data DIR.
+
 Stop radflow serve/worker on the data directory first: objects written
 during a rotation may keep the old KEK (run rewrap again to catch them).
 The keyring comes from RADFLOW_KEK (keyring JSON or base64 key) when set,
@@ -48,6 +56,9 @@ func runKeys(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	sub := args[0]
+	if sub == "encrypt-existing" {
+		return runKeysEncryptExisting(args[1:], stdout, stderr)
+	}
 	if !slices.Contains([]string{"rotate", "rewrap", "retire", "status"}, sub) {
 		fmt.Fprintf(stderr, "radflow keys: unknown subcommand %q\n\n", sub)
 		fmt.Fprint(stderr, keysUsage)
@@ -87,6 +98,35 @@ func runKeys(args []string, stdout, stderr io.Writer) int {
 	if _, err := os.Stat(*data); err != nil {
 		return fail(err)
 	}
+	// rotate, rewrap and retire are audited to <data>/admin/audit; the
+	// trail is opened (and so known writable) before anything changes.
+	var adm *adminAudit
+	openAudit := func() error {
+		var err error
+		if adm, err = openAdminAudit(*data, actionAdminKeys, stderr); err != nil {
+			return fmt.Errorf("nothing changed: %w", err)
+		}
+		return nil
+	}
+	defer func() {
+		if adm != nil {
+			adm.close()
+		}
+	}()
+	// done records the operation's outcome; a record that cannot be
+	// written fails the command (the change itself is not undone).
+	done := func(detail map[string]string, opErr error) error {
+		aerr := adm.record(detail, opErr)
+		switch {
+		case opErr != nil && aerr != nil:
+			return fmt.Errorf("%w (and %v)", opErr, aerr)
+		case opErr != nil:
+			return opErr
+		case aerr != nil:
+			return fmt.Errorf("%s done but not audited: %w", detail["operation"], aerr)
+		}
+		return nil
+	}
 	switch sub {
 	case "rotate":
 		if env != "" {
@@ -99,15 +139,20 @@ func runKeys(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return fail(err)
 		}
+		if err := openAudit(); err != nil {
+			return fail(err)
+		}
 		id, st, err := keys.Rotate(ctx, *data, file, log)
-		if err != nil {
+		detail := map[string]string{"operation": "rotate", "kek_id": id, "previous_kek_ids": strings.Join(before.IDs(), ",")}
+		if err := done(detail, err); err != nil {
 			return fail(err)
 		}
 		fmt.Fprintf(stdout, "new active KEK %s; %d objects, %d headers re-wrapped, %d plaintext files left as they are\n",
 			id, st.Objects, st.Rewrapped, st.Plaintext)
 		if retire {
 			for _, old := range before.IDs() {
-				if err := keys.Retire(ctx, *data, file, old); err != nil {
+				err := keys.Retire(ctx, *data, file, old)
+				if err := done(map[string]string{"operation": "retire", "kek_id": old}, err); err != nil {
 					return fail(err)
 				}
 				fmt.Fprintf(stdout, "retired KEK %s\n", old)
@@ -119,8 +164,11 @@ func runKeys(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return fail(err)
 		}
+		if err := openAudit(); err != nil {
+			return fail(err)
+		}
 		st, err := keys.Rewrap(ctx, *data, ring, log)
-		if err != nil {
+		if err := done(map[string]string{"operation": "rewrap", "kek_id": ring.Active()}, err); err != nil {
 			return fail(err)
 		}
 		fmt.Fprintf(stdout, "active KEK %s; %d objects, %d headers re-wrapped, %d torn headers restored\n",
@@ -130,7 +178,17 @@ func runKeys(args []string, stdout, stderr io.Writer) int {
 		if env != "" {
 			return fail(errors.New("RADFLOW_KEK is set: remove the key from your secret store instead"))
 		}
-		if err := keys.Retire(ctx, *data, file, fs.Arg(0)); err != nil {
+		// The id is recorded only when the keyring holds it, so that a
+		// mistyped argument (e.g. key material) never reaches the trail.
+		detail := map[string]string{"operation": "retire"}
+		if ring, _, err := keys.LoadKeyring(keys.LoadOptions{File: file}); err == nil && slices.Contains(ring.IDs(), fs.Arg(0)) {
+			detail["kek_id"] = fs.Arg(0)
+		}
+		if err := openAudit(); err != nil {
+			return fail(err)
+		}
+		err := keys.Retire(ctx, *data, file, fs.Arg(0))
+		if err := done(detail, err); err != nil {
 			return fail(err)
 		}
 		fmt.Fprintf(stdout, "retired KEK %s\n", fs.Arg(0))

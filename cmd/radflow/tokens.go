@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -26,8 +27,18 @@ func defaultDataDir() string {
 	return "./radflow-data"
 }
 
+// reTokenID is the syntax of a token ID (tok_ + 16 hex digits, or
+// tok_admin_env); anything else given to revoke is refused unechoed.
+var reTokenID = regexp.MustCompile(`^tok_[A-Za-z0-9_]{1,59}$`)
+
 // runTokens is `radflow tokens create|list|revoke`: service-account API
-// tokens in <data>/auth.db, usable while serve runs.
+// tokens in <data>/auth.db, usable while serve runs. create and revoke
+// append one admin:tokens record each to <data>/admin/audit (see
+// openAdminAudit): subject the OS user, detail operation, token_id,
+// granted_roles (create), error_kind (failures) — never the token. The
+// trail is opened before anything changes (exit 1, nothing changed, when
+// it cannot be); create writes its record after the token exists and
+// revokes the token again, without printing it, when the record fails.
 func runTokens(args []string, stdout, stderr io.Writer) int {
 	usage := func() {
 		fmt.Fprintln(stderr, "Usage:\n  radflow tokens create --role ROLE [--role ROLE]... [--org ORG] [--name NAME] [--expires DURATION] [--data DIR]\n  radflow tokens list [--data DIR]\n  radflow tokens revoke [--data DIR] ID\n\nRoles: "+strings.Join(auth.KnownRoles(), ", "))
@@ -65,9 +76,27 @@ func runTokens(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	ctx := context.Background()
+	if sub == "revoke" && fs.NArg() == 1 {
+		if id := fs.Arg(0); !reTokenID.MatchString(id) {
+			// Never echo it: it may be the token itself.
+			fmt.Fprintln(stderr, "radflow tokens revoke: the argument is not a token ID (tok_...; see radflow tokens list); revoke by ID, never by the token")
+			return 2
+		}
+	}
 	if err := os.MkdirAll(*data, 0o700); err != nil {
 		fmt.Fprintf(stderr, "radflow tokens: %v\n", err)
 		return 1
+	}
+	// create and revoke are audited to <data>/admin/audit; the trail is
+	// opened (and so known writable) before anything changes.
+	var adm *adminAudit
+	if sub != "list" {
+		var err error
+		if adm, err = openAdminAudit(*data, actionAdminTokens, stderr); err != nil {
+			fmt.Fprintf(stderr, "radflow tokens %s: nothing changed: %v\n", sub, err)
+			return 1
+		}
+		defer adm.close()
 	}
 	store, err := auth.OpenTokenStore(ctx, filepath.Join(*data, tokenDBName))
 	if err != nil {
@@ -95,9 +124,24 @@ func runTokens(args []string, stdout, stderr io.Writer) int {
 		if *expires > 0 {
 			spec.ExpiresAt = time.Now().Add(*expires)
 		}
+		detail := map[string]string{"operation": "create", "granted_roles": strings.Join(roles, ",")}
 		tok, info, err := store.Create(ctx, spec)
 		if err != nil {
+			if aerr := adm.record(detail, err); aerr != nil {
+				fmt.Fprintf(stderr, "radflow tokens: %v\n", aerr)
+			}
 			fmt.Fprintf(stderr, "radflow tokens: %v\n", err)
+			return 1
+		}
+		// The record follows the token (it names the token's ID); when it
+		// cannot be written the token is revoked again and never shown.
+		detail["token_id"] = info.ID
+		if aerr := adm.record(detail, nil); aerr != nil {
+			if rerr := store.Revoke(ctx, info.ID); rerr != nil {
+				fmt.Fprintf(stderr, "radflow tokens: %v; revoking the unaudited token %s also failed: %v (revoke it with radflow tokens revoke)\n", aerr, info.ID, rerr)
+				return 1
+			}
+			fmt.Fprintf(stderr, "radflow tokens: %v; token %s revoked again and not shown\n", aerr, info.ID)
 			return 1
 		}
 		fmt.Fprintf(stderr, "Created token %s (roles %s). It is shown once and only its hash is stored:\n", info.ID, strings.Join(info.Roles, ","))
@@ -132,8 +176,18 @@ func runTokens(args []string, stdout, stderr io.Writer) int {
 			fs.Usage()
 			return 2
 		}
-		if err := store.Revoke(ctx, fs.Arg(0)); err != nil {
+		err := store.Revoke(ctx, fs.Arg(0))
+		aerr := adm.record(map[string]string{"operation": "revoke", "token_id": fs.Arg(0)}, err)
+		if err != nil {
 			fmt.Fprintf(stderr, "radflow tokens: %v\n", err)
+			if aerr != nil {
+				fmt.Fprintf(stderr, "radflow tokens: %v\n", aerr)
+			}
+			return 1
+		}
+		if aerr != nil {
+			// The token stays revoked: the safe direction.
+			fmt.Fprintf(stderr, "radflow tokens: revoked %s, but %v\n", fs.Arg(0), aerr)
 			return 1
 		}
 		fmt.Fprintf(stdout, "revoked %s\n", fs.Arg(0))

@@ -144,6 +144,7 @@ var (
 	reRoute    = regexp.MustCompile(`^([A-Z]{3,7} )?/[A-Za-z0-9/{}._$-]{0,255}$`)
 	reSegment  = regexp.MustCompile(`^audit-[0-9]{6}\.jsonl$`)
 	reVersion  = regexp.MustCompile(`^[A-Za-z0-9._+()-]{1,64}$`)
+	reID       = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 )
 
 // maxText bounds the free-text fields (the policy engine's input limit).
@@ -171,6 +172,28 @@ var detailKeys = map[string]func(string) bool{
 	"truncated_bytes":     reDigits.MatchString,
 	"segment":             reSegment.MatchString,
 	"version":             reVersion.MatchString, // software version, e.g. v1.2.0 or (devel)+1a2b3c4d5e6f
+	// Admin commands (radflow tokens, radflow keys): identifiers only,
+	// never a token or key material.
+	"token_id":         reID.MatchString, // API token id, e.g. tok_0123456789abcdef
+	"granted_roles":    listOf(reRole),   // roles granted to a token, comma-separated
+	"kek_id":           reID.MatchString, // key-encryption key id acted on
+	"previous_kek_ids": listOf(reID),     // KEK ids before a rotation, comma-separated
+}
+
+// listOf returns a check for 1..32 comma-separated values each matching re.
+func listOf(re *regexp.Regexp) func(string) bool {
+	return func(s string) bool {
+		parts := strings.Split(s, ",")
+		if len(parts) > 32 {
+			return false
+		}
+		for _, p := range parts {
+			if !re.MatchString(p) {
+				return false
+			}
+		}
+		return true
+	}
 }
 
 // DetailKeys returns the keys a Record's Detail may use, sorted.
