@@ -128,7 +128,7 @@ func TestTokensAudited(t *testing.T) {
 		t.Fatalf("%d admin records, want 3 (create, revoke, failed revoke): %+v", len(recs), recs)
 	}
 	want := []struct {
-		op, id string
+		op, id  string
 		outcome audit.Outcome
 		errKind string
 	}{{"create", id, audit.OutcomeSuccess, ""}, {"revoke", id, audit.OutcomeSuccess, ""}, {"revoke", "tok_missing", audit.OutcomeError, "not_found"}}
