@@ -22,6 +22,11 @@
 // any point leaves every object readable (see Rewrap). The body ciphertext
 // and the PHI columns are never rewritten.
 //
+// EncryptExisting (`radflow keys encrypt-existing`) encrypts blobs written
+// before encryption at rest was on, one temporary file + rename at a
+// time, after checking each against its recorded SHA-256; LockDataDir
+// refuses maintenance while serve or worker holds the data directory.
+//
 // It owns: the keyring format and loading, Codec (the store.Codec of
 // package store), Rewrap/Rotate/Retire, and PHICipher (the
 // store.PHICipher). It does not own: where blobs live or how PHI columns
