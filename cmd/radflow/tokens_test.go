@@ -153,6 +153,13 @@ func TestTokensAudited(t *testing.T) {
 	if rc != 0 || !regexp.MustCompile(`^ok: 6 records, last hash [0-9a-f]{64} \(seq 6, 1 segment files\)\n$`).MatchString(out) {
 		t.Fatalf("verify --trail admin: rc %d out %q err %q", rc, out, errs)
 	}
+	// export reads the admin trail with --trail admin: the create record
+	// as a User Security Attributes Changed AuditEvent.
+	rc, out, errs = runCLI("audit", "export", "--data", data, "--trail", "admin", "--format", "fhir")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); rc != 0 || len(lines) != 6 || !strings.Contains(lines[1], "110137") ||
+		!strings.Contains(lines[1], "token_id="+id) || strings.Contains(out, secret[:16]) {
+		t.Fatalf("export --trail admin: rc %d err %q out %q", rc, errs, out)
+	}
 	main := auditData(t, 2)
 	if rc, _, errs := runCLI("tokens", "create", "--data", main, "--role", "auditor"); rc != 0 {
 		t.Fatalf("create: %s", errs)
