@@ -17,7 +17,7 @@ import (
 	"github.com/radflow/radflow/internal/keys"
 )
 
-const keysUsage = `Usage: radflow keys <rotate|rewrap|retire|status> [flags] [KEK-ID]
+const keysUsage = `Usage: radflow keys <rotate|rewrap|retire|status|encrypt-existing> [flags] [KEK-ID]
 
 Manages the key-encryption keys (KEKs) of encryption at rest.
 
@@ -30,8 +30,11 @@ Manages the key-encryption keys (KEKs) of encryption at rest.
            a Kubernetes secret; also finishes an interrupted rotate)
   retire   remove KEK-ID from the keyring file once no object uses it
   status   list the KEKs and how many objects each wraps
+  encrypt-existing
+           encrypt blobs stored before encryption at rest was on (each
+           checked against its recorded SHA-256; serve/worker stopped)
 
-rotate, rewrap and retire append one admin:keys record each (retire
+rotate, rewrap, retire and encrypt-existing append one admin:keys record each (retire
 also after rotate --retire) to DIR/admin/audit, keyed like the main
 trail (RADFLOW_AUDIT_KEY_FILE, else DIR/keys/audit-hmac.key): the OS
 user, the operation, the outcome and KEK ids, never key material. When

@@ -85,7 +85,17 @@ func runKeysEncryptExisting(args []string, stdout, stderr io.Writer) int {
 		return fail(err)
 	}
 	defer closeDB()
+	// Audited like the other key operations: the admin trail must be
+	// writable before anything changes.
+	adm, err := openAdminAudit(*data, actionAdminKeys, stderr)
+	if err != nil {
+		return fail(fmt.Errorf("%w; nothing changed", err))
+	}
+	defer adm.close()
 	st, err := keys.EncryptExisting(ctx, *data, ring, expected, log)
+	if aerr := adm.record(map[string]string{"operation": "encrypt-existing", "kek_id": ring.Active()}, err); aerr != nil {
+		return fail(fmt.Errorf("blobs encrypted but not audited: %w", aerr))
+	}
 	fmt.Fprintf(stdout, "active KEK %s; %d blobs encrypted (%d checked against their SHA-256, %d with no instance row), %d already encrypted, %d leftover temporary files removed\n",
 		ring.Active(), st.Encrypted, st.Verified, st.Unverified, st.AlreadyEncrypted, st.TempRemoved)
 	for _, k := range st.Mismatched {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"github.com/radflow/radflow/internal/audit"
 	"io"
 	"os"
 	"os/exec"
@@ -128,6 +129,16 @@ func TestKeysEncryptExisting(t *testing.T) {
 	for key, b := range before {
 		if now, _ := os.ReadFile(filepath.Join(dir, "blobs", filepath.FromSlash(key))); !bytes.Equal(now, b) {
 			t.Errorf("%s rewritten by the second run", key)
+		}
+	}
+	// Both runs are in the admin trail, with the active KEK and no key material.
+	recs, _ := adminRecords(t, dir)
+	if len(recs) != 2 {
+		t.Fatalf("%d admin records, want 2: %+v", len(recs), recs)
+	}
+	for _, r := range recs {
+		if r.Action != "admin:keys" || r.Outcome != audit.OutcomeSuccess || r.Detail["operation"] != "encrypt-existing" || r.Detail["kek_id"] == "" {
+			t.Errorf("admin record %+v", r)
 		}
 	}
 	readAllThroughCodec(t, dir, blobs)
