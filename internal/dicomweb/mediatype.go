@@ -46,7 +46,17 @@ func parseMediaType(s string) (string, map[string]string, error) {
 
 // splitParams splits on ';' outside double quotes.
 func splitParams(s string) ([]string, error) {
-	var out []string
+	out, closed := splitUnquoted(s, ';')
+	if !closed {
+		return nil, fmt.Errorf("unterminated quoted string in media type")
+	}
+	return out, nil
+}
+
+// splitUnquoted splits s on sep where sep is outside double quotes
+// (backslash escapes inside quotes); closed is false when a quoted string
+// is left open.
+func splitUnquoted(s string, sep byte) (parts []string, closed bool) {
 	start, inQ := 0, false
 	for i := 0; i < len(s); i++ {
 		switch s[i] {
@@ -56,17 +66,14 @@ func splitParams(s string) ([]string, error) {
 			}
 		case '"':
 			inQ = !inQ
-		case ';':
+		case sep:
 			if !inQ {
-				out = append(out, s[start:i])
+				parts = append(parts, s[start:i])
 				start = i + 1
 			}
 		}
 	}
-	if inQ {
-		return nil, fmt.Errorf("unterminated quoted string in media type")
-	}
-	return append(out, s[start:]), nil
+	return append(parts, s[start:]), !inQ
 }
 
 func unescapeQuoted(s string) string {
@@ -85,22 +92,6 @@ func unescapeQuoted(s string) string {
 
 // splitAccept splits an Accept header into media ranges (commas outside quotes).
 func splitAccept(s string) []string {
-	var out []string
-	start, inQ := 0, false
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '\\':
-			if inQ {
-				i++
-			}
-		case '"':
-			inQ = !inQ
-		case ',':
-			if !inQ {
-				out = append(out, s[start:i])
-				start = i + 1
-			}
-		}
-	}
-	return append(out, s[start:])
+	out, _ := splitUnquoted(s, ',')
+	return out
 }
