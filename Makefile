@@ -12,8 +12,12 @@ DEMO_DICOM ?= $(firstword $(wildcard $(SHARED)/dicom/nhsx-nih-chestxray) /usr/li
 ORT_LIB     = $(shell scripts/fetch-ort.sh)
 GOTESTFLAGS ?=
 BENCH      ?= .
+# go.mod's toolchain line pins the patched Go release (standard-library
+# security fixes, checked by `make vulncheck`); `auto` lets go fetch it
+# through the module proxy when the installed go is older.
+export GOTOOLCHAIN ?= auto
 
-.PHONY: all deps ort build run demo test bench train clean
+.PHONY: all deps ort build run demo test vulncheck bench train clean
 
 all: build
 
@@ -38,6 +42,12 @@ demo: build ort
 
 test: deps ort
 	RADFLOW_ORT_LIB="$(ORT_LIB)" $(GO) test $(GOTESTFLAGS) ./...
+	@scripts/vulncheck.sh
+
+# govulncheck against a pinned snapshot of the Go vulnerability database
+# (RADFLOW_VULNDB=https://vuln.go.dev uses the live one); part of `make test`.
+vulncheck: deps
+	@scripts/vulncheck.sh
 
 bench: deps ort
 	RADFLOW_ORT_LIB="$(ORT_LIB)" $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem ./...

@@ -2,6 +2,8 @@ module github.com/radflow/radflow
 
 go 1.26.0
 
+toolchain go1.26.11
+
 require (
 	github.com/prometheus/client_golang v1.25.0
 	github.com/riverqueue/river v0.51.2
