@@ -132,6 +132,10 @@ organisation_grants := {"referring_physician": {"study:read", "result:read"}}
 # - the deny reasons of a well-formed request and those of a malformed one
 #   are two sets, so no deny rule re-tests well_formed.
 #
+# - reasons are built with concat, not sprintf: the engine runs this policy
+#   compiled to WebAssembly, where sprintf is not built in (a policy that
+#   calls it still works, on OPA's slower interpreter).
+#
 # Changing a rule keeps decisions and reasons identical only if these
 # equivalences are kept; the Rego unit tests and the engine's tests check
 # both. `go test -bench DecideLatency ./internal/policy/` measures the
@@ -259,7 +263,7 @@ break_glass_eligible if {
 grant contains "health:read is open to every subject" if input.action == "health:read"
 
 # Role grants from the grants table.
-grant contains sprintf("role %s grants %s", [r, input.action]) if {
+grant contains concat("", ["role ", r, " grants ", input.action]) if {
 	some r in input.subject.roles
 	input.action in grants[r]
 	authenticated
@@ -267,7 +271,7 @@ grant contains sprintf("role %s grants %s", [r, input.action]) if {
 }
 
 # Organisation-scoped grants.
-grant contains sprintf("role %s grants %s within its organisation", [r, input.action]) if {
+grant contains concat("", ["role ", r, " grants ", input.action, " within its organisation"]) if {
 	some r in input.subject.roles
 	input.action in organisation_grants[r]
 	same_organisation
@@ -277,7 +281,7 @@ grant contains sprintf("role %s grants %s within its organisation", [r, input.ac
 
 # admin:* — every administrative action (keys, tokens and any added later)
 # belongs to the admin role.
-grant contains sprintf("role admin grants %s", [input.action]) if {
+grant contains concat("", ["role admin grants ", input.action]) if {
 	startswith(input.action, "admin:")
 	"admin" in input.subject.roles
 	authenticated
@@ -291,7 +295,7 @@ grant contains sprintf("role admin grants %s", [input.action]) if {
 # the request, so a flag set on an ordinary request is not reported as
 # break-glass access. The first test lets the rule index skip the rule for
 # every ordinary request.
-break_glass_grant contains sprintf("break-glass by role %s for %s", [r, input.action]) if {
+break_glass_grant contains concat("", ["break-glass by role ", r, " for ", input.action]) if {
 	input.context.break_glass == true
 	input.action in {"study:read", "result:read"}
 	grant == set()
@@ -307,23 +311,23 @@ break_glass_grant contains sprintf("break-glass by role %s for %s", [r, input.ac
 # input what is malformed, else why the request is refused.
 # ---------------------------------------------------------------------------
 
-malformed_reason contains sprintf("malformed input: %s", [m]) if some m in malformed
+malformed_reason contains concat("", ["malformed input: ", m]) if some m in malformed
 
 deny_reason contains "subject is not authenticated" if not authenticated
 
-deny_reason contains sprintf("no role of the subject grants %s", [input.action]) if {
+deny_reason contains concat("", ["no role of the subject grants ", input.action]) if {
 	authenticated
 	not role_could_grant
 }
 
-deny_reason contains sprintf("%s is limited to the subject's organisation", [input.action]) if {
+deny_reason contains concat("", [input.action, " is limited to the subject's organisation"]) if {
 	some r in input.subject.roles
 	input.action in organisation_grants[r]
 	not same_organisation
 	authenticated
 }
 
-deny_reason contains sprintf("purpose of use %s does not permit identified PHI access", [purpose]) if {
+deny_reason contains concat("", ["purpose of use ", purpose, " does not permit identified PHI access"]) if {
 	authenticated
 	not purpose_permits
 }
@@ -333,13 +337,13 @@ deny_reason contains "break-glass requires a non-empty reason" if {
 	not break_glass_reason_given
 }
 
-deny_reason contains sprintf("break-glass is limited to clinical roles reading studies or results (%s)", [input.action]) if {
+deny_reason contains concat("", ["break-glass is limited to clinical roles reading studies or results (", input.action, ")"]) if {
 	input.context.break_glass == true
 	not break_glass_eligible
 	break_glass_reason_given
 }
 
-deny_reason contains sprintf("break-glass does not permit purpose of use %s", [purpose]) if {
+deny_reason contains concat("", ["break-glass does not permit purpose of use ", purpose]) if {
 	input.context.break_glass == true
 	break_glass_eligible
 	not break_glass_purpose_permits
@@ -383,7 +387,7 @@ deny_reasons := sort(deny_reason) if {
 } else := sort(malformed_reason) if {
 	not well_formed
 	malformed_reason != set()
-} else := [sprintf("no rule allows %s", [action_name])]
+} else := [concat("", ["no rule allows ", action_name])]
 
 action_name := input.action if {
 	is_string(input.action)

@@ -31,40 +31,58 @@ func benchInputs() []Input {
 // BenchmarkDecide: one Decide (validation, prepared query evaluation,
 // decision parsing, UUID) on the shipped policy.
 func BenchmarkDecide(b *testing.B) {
-	e := newEngine(b, Config{})
-	ins := benchInputs()
-	ctx := context.Background()
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		if _, err := e.Decide(ctx, ins[i%len(ins)]); err != nil {
-			b.Fatal(err)
-		}
-		i++
-	}
-}
-
-// BenchmarkDecidePaths: Decide on each benchmark input alone, showing what
-// each path through the policy costs (allows evaluate the fewest rules; an
-// organisation deny, a role deny and a break-glass evaluate the most).
-func BenchmarkDecidePaths(b *testing.B) {
-	e := newEngine(b, Config{})
-	names := []string{"radiologist-read", "ai_service-store", "referring-other-org-deny", "break-glass", "auditor-study-deny", "admin-keys"}
-	for k, in := range benchInputs() {
-		b.Run(names[k], func(b *testing.B) {
+	for _, ev := range evaluators {
+		b.Run(ev, func(b *testing.B) {
+			e := newEngine(b, Config{Evaluator: ev})
+			ins := benchInputs()
+			ctx := context.Background()
 			b.ReportAllocs()
+			i := 0
 			for b.Loop() {
-				if _, err := e.Decide(context.Background(), in); err != nil {
+				if _, err := e.Decide(ctx, ins[i%len(ins)]); err != nil {
 					b.Fatal(err)
 				}
+				i++
 			}
 		})
 	}
 }
 
+// evaluators: each benchmark runs on both; wasm is the default.
+var evaluators = []string{EvaluatorWasm, EvaluatorTopdown}
+
+// BenchmarkDecidePaths: Decide on each benchmark input alone, showing what
+// each path through the policy costs (allows evaluate the fewest rules; an
+// organisation deny, a role deny and a break-glass evaluate the most).
+func BenchmarkDecidePaths(b *testing.B) {
+	for _, ev := range evaluators {
+		e := newEngine(b, Config{Evaluator: ev})
+		names := []string{"radiologist-read", "ai_service-store", "referring-other-org-deny", "break-glass", "auditor-study-deny", "admin-keys"}
+		for k, in := range benchInputs() {
+			benchPath(b, e, ev+"/"+names[k], in)
+		}
+	}
+}
+
+func benchPath(b *testing.B, e *Engine, name string, in Input) {
+	b.Run(name, func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := e.Decide(context.Background(), in); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
 // BenchmarkDecideParallel: Decide from GOMAXPROCS goroutines.
 func BenchmarkDecideParallel(b *testing.B) {
-	e := newEngine(b, Config{})
+	for _, ev := range evaluators {
+		b.Run(ev, func(b *testing.B) { benchParallel(b, newEngine(b, Config{Evaluator: ev})) })
+	}
+}
+
+func benchParallel(b *testing.B, e *Engine) {
 	ins := benchInputs()
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
@@ -85,7 +103,12 @@ func BenchmarkDecideParallel(b *testing.B) {
 // machine the wall-time tail includes time the thread spent descheduled; the
 // thread CPU time does not.
 func BenchmarkDecideLatency(b *testing.B) {
-	e := newEngine(b, Config{})
+	for _, ev := range evaluators {
+		b.Run(ev, func(b *testing.B) { benchLatency(b, newEngine(b, Config{Evaluator: ev})) })
+	}
+}
+
+func benchLatency(b *testing.B, e *Engine) {
 	ins := benchInputs()
 	ctx := context.Background()
 	runtime.LockOSThread()

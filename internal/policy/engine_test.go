@@ -252,7 +252,14 @@ decision := {"allow": false, "break_glass": true, "reasons": ["r"]} if input.act
 decision := {"allow": true, "break_glass": false, "reasons": ["a"]} if input.action == "x:conflict"
 decision := {"allow": false, "break_glass": false, "reasons": ["b"]} if input.action == "x:conflict"
 `)
-	e := newEngine(t, Config{Dir: dir, PollInterval: -1})
+	for _, ev := range []string{EvaluatorWasm, EvaluatorTopdown} {
+		t.Run(ev, func(t *testing.T) { testDefaultDeny(t, newEngine(t, Config{Dir: dir, PollInterval: -1, Evaluator: ev})) })
+	}
+}
+
+// testDefaultDeny: every malformed or failed decision is a deny with the
+// specific error, on either evaluator.
+func testDefaultDeny(t *testing.T, e *Engine) {
 	cases := map[string]error{
 		"x:string":         ErrMalformedDecision,
 		"x:allow-string":   ErrMalformedDecision,
