@@ -394,6 +394,7 @@ func (s *Service) openSecurity(ctx context.Context) (*access.Guard, *access.DIMS
 	if s.policy, err = policy.New(policy.Config{Dir: sec.PolicyDir, Logger: s.log}); err != nil {
 		return nil, nil, err
 	}
+	s.log.Info("policy loaded", "policy", s.policy.PolicyDigest(), "evaluator", s.policy.Evaluator())
 	auditDir, keyFile := audit.Paths(cfg.DataDir)
 	if sec.AuditKeyFile != "" {
 		keyFile = sec.AuditKeyFile
