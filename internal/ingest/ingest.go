@@ -252,10 +252,14 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, info SourceInfo) (Ou
 		// place rather than copying half a megabyte again.
 		b = buf.Bytes()
 	} else {
-		var err error
-		if b, err = io.ReadAll(io.LimitReader(r, g.cfg.MaxInstanceSize+1)); err != nil {
+		// Nothing of the instance's bytes outlives this call (parsed
+		// values are copied into strings), so the buffer is reused.
+		buf := GetBuffer(0)
+		defer PutBuffer(buf)
+		if _, err := buf.ReadFrom(io.LimitReader(r, g.cfg.MaxInstanceSize+1)); err != nil {
 			return Outcome{}, fmt.Errorf("ingest: reading instance: %w", err)
 		}
+		b = buf.Bytes()
 	}
 	if int64(len(b)) > g.cfg.MaxInstanceSize {
 		return Outcome{}, fmt.Errorf("%w: larger than %d bytes", ErrInvalid, g.cfg.MaxInstanceSize)

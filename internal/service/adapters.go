@@ -1,7 +1,6 @@
 package service
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -124,12 +123,12 @@ func (h dimseHandler) store(ctx context.Context, req *dimse.StoreRequest) (uint1
 		return 0, ingest.Outcome{}, err
 	}
 	defer f.Close()
-	var buf bytes.Buffer
-	buf.Grow(int(req.DataSetSize) + 1024)
-	if _, err := dimse.WritePart10(&buf, req.FileMeta(), f); err != nil {
+	buf := ingest.GetBuffer(int(req.DataSetSize) + 1024)
+	defer ingest.PutBuffer(buf)
+	if _, err := dimse.WritePart10(buf, req.FileMeta(), f); err != nil {
 		return 0, ingest.Outcome{}, err
 	}
-	out, err := h.s.ingest.Ingest(ctx, &buf, ingest.SourceInfo{
+	out, err := h.s.ingest.Ingest(ctx, buf, ingest.SourceInfo{
 		CallingAE:      req.CallingAETitle,
 		Source:         store.SourceDIMSE,
 		SOPClassUID:    req.SOPClassUID,
