@@ -103,6 +103,12 @@ type durablePutter interface {
 	PutNewDurable(ctx context.Context, key string, r io.Reader) (store.BlobInfo, error)
 }
 
+// bytesPutter is a durablePutter for bytes in memory, hashing them
+// concurrently with the write (*store.FS).
+type bytesPutter interface {
+	PutNewDurableBytes(ctx context.Context, key string, b []byte) (store.BlobInfo, error)
+}
+
 // Metadata is what Ingest needs from the metadata store (*store.SQLite).
 type Metadata interface {
 	BeginTx(ctx context.Context) (*sql.Tx, error)
@@ -124,6 +130,7 @@ var (
 	_ dirSyncer = (*store.FS)(nil)
 
 	_ durablePutter = (*store.FS)(nil)
+	_ bytesPutter   = (*store.FS)(nil)
 )
 
 // Config configures New. Metadata, Blobs and Jobs are required.
@@ -301,6 +308,9 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, info SourceInfo) (Ou
 	var bi store.BlobInfo
 	deferDirSync := false
 	switch bs := g.cfg.Blobs.(type) {
+	case bytesPutter:
+		// Hash, encode, write and both fsyncs overlapped.
+		bi, err = bs.PutNewDurableBytes(ctx, in.BlobKey, b)
 	case durablePutter:
 		// File and directory fsyncs concurrently: one sync's latency.
 		bi, err = bs.PutNewDurable(ctx, in.BlobKey, bytes.NewReader(b))

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // ErrIntegrity: an encrypted object or field failed authentication: a
@@ -143,22 +144,32 @@ type Codec struct {
 // NewCodec returns the envelope codec over ring.
 func NewCodec(ring *Keyring) *Codec { return &Codec{ring: ring} }
 
-// Encode writes the header to w at once and returns a writer that
-// encrypts into w; its Close writes the final chunk (it does not close w).
-// Memory: one chunk (64 KiB) per open writer. errors: w's.
-func (c *Codec) Encode(w io.Writer) (io.WriteCloser, error) {
+// newObject draws a fresh DEK and chunk nonce prefix and wraps the DEK
+// under the active KEK: the object's header and its chunk AEAD.
+func (c *Codec) newObject() (*header, cipher.AEAD, error) {
 	kek, err := c.ring.key(c.ring.active)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	dek := make([]byte, KeySize)
 	_, _ = rand.Read(dek)
 	h := &header{}
 	_, _ = rand.Read(h.raw[offPrefix : offPrefix+7])
 	if err := h.wrap(c.ring.active, kek, dek); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	g, err := newGCM(dek)
+	if err != nil {
+		return nil, nil, err
+	}
+	return h, g, nil
+}
+
+// Encode writes the header to w at once and returns a writer that
+// encrypts into w; its Close writes the final chunk (it does not close w).
+// Memory: one chunk (64 KiB) per open writer. errors: w's.
+func (c *Codec) Encode(w io.Writer) (io.WriteCloser, error) {
+	h, g, err := c.newObject()
 	if err != nil {
 		return nil, err
 	}
@@ -168,6 +179,41 @@ func (c *Codec) Encode(w io.Writer) (io.WriteCloser, error) {
 	e := &encWriter{w: w, aead: g, buf: make([]byte, 0, ChunkSize), out: make([]byte, 0, ChunkSize+tagSize)}
 	copy(e.prefix[:], h.raw[offPrefix:offPrefix+7])
 	return e, nil
+}
+
+// EncodedSize is the size of the object that encodes n plaintext bytes.
+func EncodedSize(n int) int {
+	chunks := max(1, (n+ChunkSize-1)/ChunkSize) // an empty object still has its (empty) last chunk
+	return HeaderSize + n + chunks*tagSize
+}
+
+// AppendEncoded appends to dst the whole object encrypting plaintext, in
+// the layout Encode writes (header, then the chunks, the last one flagged),
+// and returns the extended slice. For an object already in memory: it
+// seals straight into dst (no chunk copies) so the caller can write the
+// object with one call; dst with EncodedSize(len(plaintext)) bytes to
+// spare is not reallocated.
+func (c *Codec) AppendEncoded(dst, plaintext []byte) ([]byte, error) {
+	h, g, err := c.newObject()
+	if err != nil {
+		return nil, err
+	}
+	if uint64(len(plaintext)) >= uint64(^uint32(0))*ChunkSize {
+		return nil, errors.New("keys: object too large for one envelope (2^32 chunks)")
+	}
+	var prefix [7]byte
+	copy(prefix[:], h.raw[offPrefix:offPrefix+7])
+	dst = slices.Grow(dst, EncodedSize(len(plaintext)))
+	dst = append(dst, h.raw[:]...)
+	for counter := uint32(0); ; counter++ {
+		n := min(len(plaintext), ChunkSize)
+		last := n == len(plaintext)
+		dst = g.Seal(dst, streamNonce(prefix, counter, last), plaintext[:n], nil)
+		plaintext = plaintext[n:]
+		if last {
+			return dst, nil
+		}
+	}
 }
 
 type encWriter struct {

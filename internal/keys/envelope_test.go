@@ -234,3 +234,45 @@ func BenchmarkDecrypt(b *testing.B) {
 		}
 	}
 }
+
+// TestAppendEncoded: the one-call encoding of an in-memory object has the
+// streaming layout (same size, decodes with Decode, chunk boundaries and
+// the last flag where Encode puts them), appends after dst's bytes, and
+// seals in place when dst has room.
+func TestAppendEncoded(t *testing.T) {
+	c := NewCodec(testRing(t))
+	for _, n := range []int{0, 1, 100, ChunkSize - 1, ChunkSize, ChunkSize + 1, 2 * ChunkSize, 3*ChunkSize + 77} {
+		plain := make([]byte, n)
+		rand.Read(plain)
+		want := len(encode(t, c, plain, 1))
+		if EncodedSize(n) != want {
+			t.Errorf("n=%d: EncodedSize %d, Encode wrote %d", n, EncodedSize(n), want)
+		}
+		dst := make([]byte, 3, 3+EncodedSize(n))
+		copy(dst, "abc")
+		out, err := c.AppendEncoded(dst, plain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out) != 3+want || string(out[:3]) != "abc" || &out[0] != &dst[0] {
+			t.Fatalf("n=%d: %d bytes (want %d), prefix %q, reallocated %v", n, len(out), 3+want, out[:3], &out[0] != &dst[0])
+		}
+		enc := out[3:]
+		got, err := decode(c, enc)
+		if err != nil || !bytes.Equal(got, plain) {
+			t.Fatalf("n=%d: round trip failed: %v (got %d bytes)", n, err, len(got))
+		}
+		// Cutting the object at any chunk boundary before its end fails:
+		// only the final chunk carries the last flag.
+		for end := HeaderSize + ChunkSize + tagSize; end < len(enc); end += ChunkSize + tagSize {
+			if _, err := decode(c, enc[:end]); !errors.Is(err, ErrIntegrity) {
+				t.Errorf("n=%d cut at %d: %v, want ErrIntegrity", n, end, err)
+			}
+		}
+	}
+	// Without room it grows dst like append.
+	out, err := c.AppendEncoded(nil, []byte("x"))
+	if err != nil || len(out) != EncodedSize(1) {
+		t.Fatalf("nil dst: %d bytes, %v", len(out), err)
+	}
+}

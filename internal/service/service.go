@@ -257,6 +257,9 @@ func New(ctx context.Context, cfg Config) (_ *Service, err error) {
 		store.SQLiteOptions{PHI: s.keys.PHI(), PHIFuzzyIndex: sec.PHIFuzzyIndex}); err != nil {
 		return nil, err
 	}
+	// keys.Codec is a store.AppendEncoder: an ingested instance is
+	// encrypted in one call into a reused buffer and written at once.
+	var _ store.AppendEncoder = s.keys.Codec()
 	if s.blobs, err = store.NewFS(filepath.Join(cfg.DataDir, "blobs"), store.FSOptions{Codec: s.keys.Codec()}); err != nil {
 		return nil, err
 	}
