@@ -103,10 +103,12 @@ type durablePutter interface {
 	PutNewDurable(ctx context.Context, key string, r io.Reader) (store.BlobInfo, error)
 }
 
-// bytesPutter is a durablePutter for bytes in memory, hashing them
-// concurrently with the write (*store.FS).
-type bytesPutter interface {
-	PutNewDurableBytes(ctx context.Context, key string, b []byte) (store.BlobInfo, error)
+// asyncPutter is a BlobStore that writes a fresh key from memory and
+// makes it durable later, in the returned sync (*store.FS): the writer
+// builds the batch's transaction while the blob is being fsynced, and
+// commits only once every sync of the batch has returned nil.
+type asyncPutter interface {
+	PutNewBytes(ctx context.Context, key string, b []byte) (store.BlobInfo, func() error, error)
 }
 
 // Metadata is what Ingest needs from the metadata store (*store.SQLite).
@@ -130,7 +132,7 @@ var (
 	_ dirSyncer = (*store.FS)(nil)
 
 	_ durablePutter = (*store.FS)(nil)
-	_ bytesPutter   = (*store.FS)(nil)
+	_ asyncPutter   = (*store.FS)(nil)
 )
 
 // Config configures New. Metadata, Blobs and Jobs are required.
@@ -306,11 +308,19 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, info SourceInfo) (Ou
 	now := time.Now().UTC()
 	in.BlobKey = store.InstanceBlobKey(in.SOPInstanceUID, now)
 	var bi store.BlobInfo
+	p := &pending{done: make(chan struct{})}
 	deferDirSync := false
 	switch bs := g.cfg.Blobs.(type) {
-	case bytesPutter:
-		// Hash, encode, write and both fsyncs overlapped.
-		bi, err = bs.PutNewDurableBytes(ctx, in.BlobKey, b)
+	case asyncPutter:
+		// The fsyncs run while the writer builds the transaction.
+		var sync func() error
+		if bi, sync, err = bs.PutNewBytes(ctx, in.BlobKey, b); err == nil {
+			p.synced = make(chan struct{})
+			go func() {
+				p.blobErr = sync()
+				close(p.synced)
+			}()
+		}
 	case durablePutter:
 		// File and directory fsyncs concurrently: one sync's latency.
 		bi, err = bs.PutNewDurable(ctx, in.BlobKey, bytes.NewReader(b))
@@ -340,10 +350,11 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, info SourceInfo) (Ou
 		}
 	}
 
-	p := &pending{in: in, jobs: jobs, dirSync: deferDirSync, done: make(chan struct{})}
+	p.in, p.jobs, p.dirSync = in, jobs, deferDirSync
 	g.closeMu.RLock()
 	if g.closed {
 		g.closeMu.RUnlock()
+		p.waitBlob()
 		g.deleteBlob(in.BlobKey)
 		return out, ErrClosed
 	}
@@ -353,6 +364,7 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, info SourceInfo) (Ou
 	// stay exactly when the row does. The writer bounds the wait.
 	<-p.done
 	if p.err != nil || !p.created {
+		p.waitBlob() // the writer may have failed before waiting for it
 		g.deleteBlob(in.BlobKey)
 	}
 	if p.err != nil {
