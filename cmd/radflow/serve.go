@@ -24,6 +24,7 @@ import (
 	"github.com/radflow/radflow/internal/export"
 	"github.com/radflow/radflow/internal/inference"
 	"github.com/radflow/radflow/internal/models"
+	"github.com/radflow/radflow/internal/policy"
 	"github.com/radflow/radflow/internal/service"
 	"github.com/radflow/radflow/internal/store"
 	"github.com/radflow/radflow/internal/tlsconfig"
@@ -174,6 +175,7 @@ type securityFlags struct {
 	jwksURL, jwksFile, jwtIssuer, jwtAudience   string
 	jwtRolesClaim, jwtOrgClaim                  string
 	policyDir                                   string
+	policyEvaluator                             string
 	auditKeyFile, auditSyslog, auditSyslogCA    string
 }
 
@@ -192,6 +194,7 @@ func (o *securityFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.jwtRolesClaim, "jwt-roles-claim", "roles", "dotted `PATH` of the JWT roles claim (Keycloak: realm_access.roles)")
 	fs.StringVar(&o.jwtOrgClaim, "jwt-org-claim", "organisation", "dotted `PATH` of the JWT organisation claim")
 	fs.StringVar(&o.policyDir, "policy-dir", "", "`DIR` of Rego policy files replacing the built-in policy (package radflow.authz; reloaded when they change)")
+	fs.StringVar(&o.policyEvaluator, "policy-evaluator", "", "policy evaluator `NAME`: wasm (OPA's WebAssembly build of the policy) or topdown (OPA's interpreter); empty: wasm when the policy allows it, else topdown")
 	fs.StringVar(&o.auditKeyFile, "audit-key-file", "", "HMAC key `FILE` of the audit trail (default DATA/keys/audit-hmac.key, generated); keep it outside the data volume in production")
 	fs.StringVar(&o.auditSyslog, "audit-syslog", "", "also forward every audit record as a DICOM audit message to an audit record repository, `URL` tls://host:6514, tcp://host:514 or udp://host:514")
 	fs.StringVar(&o.auditSyslogCA, "audit-syslog-ca", "", "CA bundle `FILE` that the tls:// audit record repository's certificate must chain to (default: system roots)")
@@ -227,6 +230,12 @@ func (o *securityFlags) apply(cfg *service.Config) error {
 			RolesClaim: o.jwtRolesClaim, OrganisationClaim: o.jwtOrgClaim}
 	}
 	sec.PolicyDir, sec.AuditKeyFile = o.policyDir, o.auditKeyFile
+	switch o.policyEvaluator {
+	case "", policy.EvaluatorWasm, policy.EvaluatorTopdown:
+		sec.PolicyEvaluator = o.policyEvaluator
+	default:
+		return fmt.Errorf("--policy-evaluator %q: want %s or %s", o.policyEvaluator, policy.EvaluatorWasm, policy.EvaluatorTopdown)
+	}
 	if o.auditSyslog != "" {
 		sink, err := syslogSink(o.auditSyslog, o.auditSyslogCA, cfg.AETitle)
 		if err != nil {

@@ -32,7 +32,7 @@ func TestServeHelpDocumentsEveryOption(t *testing.T) {
 	for _, name := range []string{"config", "data", "http", "dicom", "ae", "allowed-calling-aes", "max-associations", "workers",
 		"max-queue-depth", "min-free-disk", "max-upload", "models", "ort-lib", "provider", "threads", "shutdown-timeout",
 		"keyring", "phi-fuzzy-index", "tls-cert", "tls-key", "tls-client-ca", "dicom-tls-cert", "dicom-tls-key", "dicom-tls-client-ca",
-		"dicom-peers", "jwks-url", "jwks-file", "jwt-issuer", "jwt-audience", "jwt-roles-claim", "jwt-org-claim", "policy-dir",
+		"dicom-peers", "jwks-url", "jwks-file", "jwt-issuer", "jwt-audience", "jwt-roles-claim", "jwt-org-claim", "policy-dir", "policy-evaluator",
 		"audit-key-file", "audit-syslog", "audit-syslog-ca"} {
 		if !strings.Contains(help, "-"+name+" ") && !strings.Contains(help, "-"+name+"\n") {
 			t.Errorf("--help lacks -%s", name)
@@ -306,14 +306,14 @@ func TestParseServeSecurityFlags(t *testing.T) {
 	peers := filepath.Join(dir, "peers.yaml")
 	os.WriteFile(peers, []byte("ae_titles:\n  CT1: {roles: [technologist], organisation: hospital-a}\n"), 0o600)
 	t.Setenv("RADFLOW_ADMIN_TOKEN", "env-admin-token-"+strings.Repeat("z", 20))
-	cfg, _, err := parseServe([]string{"--dicom-peers", peers, "--jwks-file", peers, "--jwt-issuer", "https://idp", "--policy-dir", dir,
+	cfg, _, err := parseServe([]string{"--dicom-peers", peers, "--jwks-file", peers, "--jwt-issuer", "https://idp", "--policy-dir", dir, "--policy-evaluator", "topdown",
 		"--phi-fuzzy-index", "prefix", "--keyring", filepath.Join(dir, "kek.json")}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	sec := cfg.Security
 	if sec.Peers == nil || sec.Peers.AETitles["CT1"].Organisation != "hospital-a" || sec.JWT.Issuer != "https://idp" ||
-		sec.JWT.Audience != "radflow" || sec.JWT.RolesClaim != "roles" || sec.PolicyDir != dir || sec.PHIFuzzyIndex != "prefix" ||
+		sec.JWT.Audience != "radflow" || sec.JWT.RolesClaim != "roles" || sec.PolicyDir != dir || sec.PolicyEvaluator != "topdown" || sec.PHIFuzzyIndex != "prefix" ||
 		sec.KeyringFile != filepath.Join(dir, "kek.json") || !strings.HasPrefix(sec.AdminToken, "env-admin-token-") || sec.HTTPTLS != nil {
 		t.Errorf("security config: %+v", sec)
 	}

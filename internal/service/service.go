@@ -120,6 +120,8 @@ type Security struct {
 	JWT auth.JWTConfig
 	// PolicyDir replaces the embedded policy (watched for changes).
 	PolicyDir string
+	// PolicyEvaluator: policy.Config.Evaluator ("" = wasm when possible).
+	PolicyEvaluator string
 	// AuditKeyFile is the audit HMAC key ("": <data>/keys/audit-hmac.key).
 	AuditKeyFile string
 	// AuditSinks receive every audit record after it is durable (syslog).
@@ -394,7 +396,7 @@ func (s *Service) openSecurity(ctx context.Context) (*access.Guard, *access.DIMS
 	if sec.HTTPTLS != nil && sec.HTTPTLS.ClientCAs != nil && sec.Peers != nil {
 		authn.Certs = peers
 	}
-	if s.policy, err = policy.New(policy.Config{Dir: sec.PolicyDir, Logger: s.log}); err != nil {
+	if s.policy, err = policy.New(policy.Config{Dir: sec.PolicyDir, Evaluator: sec.PolicyEvaluator, Logger: s.log}); err != nil {
 		return nil, nil, err
 	}
 	s.log.Info("policy loaded", "policy", s.policy.PolicyDigest(), "evaluator", s.policy.Evaluator())
