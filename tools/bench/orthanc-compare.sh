@@ -48,6 +48,11 @@ trap cleanup EXIT
 go build -o "$TMP/radflow" ./cmd/radflow
 go build -o "$TMP/loadgen" ./tools/bench/loadgen
 "$TMP/loadgen" copies -src "$SRC" -out "$TMP/files" -n "$N"
+# Write the fresh copies back before measuring: on ext4 (data=ordered) an
+# fsync's journal commit also waits for other files' dirty data, so the
+# ~N x 0.5 MB just written slowed whichever server ran first (radflow:
+# C-STORE x1 167/s with them dirty, 232-244/s after sync).
+sync
 # Four disjoint lists for the four associations.
 for a in 0 1 2 3; do
 	ls "$TMP"/files/*.dcm | awk -v a=$a 'NR % 4 == a' > "$TMP/list$a"
