@@ -181,6 +181,10 @@ func (c *Codec) Encode(w io.Writer) (io.WriteCloser, error) {
 	return e, nil
 }
 
+// EncodedSize is the size of the object that encodes n plaintext bytes
+// (store.AppendEncoder).
+func (c *Codec) EncodedSize(n int) int { return EncodedSize(n) }
+
 // EncodedSize is the size of the object that encodes n plaintext bytes.
 func EncodedSize(n int) int {
 	chunks := max(1, (n+ChunkSize-1)/ChunkSize) // an empty object still has its (empty) last chunk

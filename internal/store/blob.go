@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // BlobStore keeps the bytes of stored instances under string keys
@@ -188,39 +189,83 @@ func (f *FS) PutNewBytes(ctx context.Context, key string, b []byte) (info BlobIn
 
 // AppendEncoder is a Codec that can also encode a whole in-memory blob in
 // one call (keys.Codec): AppendEncoded appends the encoded form of p to dst
-// (exactly what Encode would write) and returns the extended slice.
+// (exactly what Encode would write) and returns the extended slice;
+// EncodedSize(n) is the length of the encoded form of n bytes.
 type AppendEncoder interface {
 	AppendEncoded(dst, p []byte) ([]byte, error)
+	EncodedSize(n int) int
 }
 
-// encoded recycles the buffers PutNewDurableBytes encodes into.
+// directAlign is the alignment of O_DIRECT writes: buffer address, file
+// offset and length (4 KiB covers 512-byte and 4 KiB sector devices).
+const directAlign = 4096
+
+// encoded recycles the buffers PutNewBytes encodes into.
 var encoded sync.Pool
 
-// writeBytes writes b to file through the codec.
+// alignedBuffer returns an empty slice with room for n bytes rounded up to
+// directAlign, starting at a directAlign-aligned address, reusing *bp's
+// memory when it is large enough.
+func alignedBuffer(bp *[]byte, n int) []byte {
+	n = (n + directAlign - 1) &^ (directAlign - 1)
+	if cap(*bp) < n+directAlign {
+		*bp = make([]byte, 0, n+directAlign)
+	}
+	b := (*bp)[:cap(*bp)]
+	off := int(directAlign-uintptr(unsafe.Pointer(&b[0]))%directAlign) % directAlign
+	return b[off:off:len(b)]
+}
+
+// writeBytes writes b to file through the codec. With a codec that is
+// an AppendEncoder (or none), the file's bytes are built in one aligned
+// buffer and written with one O_DIRECT write where the file system allows
+// it: no copy into the page cache and no page-cache write-back in the
+// fsync (the buffered write of a 0.5 MB blob had cost ~0.3-0.6 ms of
+// kernel CPU per instance); the zero padding up to the alignment is cut
+// off again with ftruncate.
 func (f *FS) writeBytes(ctx context.Context, file *os.File, b []byte) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("store: writing blob: %w", err)
 	}
 	var err error
-	switch c := f.codec.(type) {
-	case nil:
-		_, err = file.Write(b)
-	case AppendEncoder:
+	ae, isAppend := f.codec.(AppendEncoder)
+	switch {
+	case f.codec == nil || isAppend:
 		bp, _ := encoded.Get().(*[]byte)
 		if bp == nil {
 			bp = new([]byte)
 		}
-		out, err := c.AppendEncoded((*bp)[:0], b)
-		if err != nil {
-			return fmt.Errorf("store: blob codec: %w", err)
+		size := len(b)
+		if isAppend {
+			size = ae.EncodedSize(len(b))
 		}
-		_, err = file.Write(out)
-		if cap(out) <= 64<<20 {
-			*bp = out[:0]
+		out := alignedBuffer(bp, size)
+		start := unsafe.SliceData(out)
+		if isAppend {
+			if out, err = ae.AppendEncoded(out, b); err != nil {
+				return fmt.Errorf("store: blob codec: %w", err)
+			}
+		} else {
+			out = append(out, b...)
+		}
+		n := len(out)
+		padded := (n + directAlign - 1) &^ (directAlign - 1)
+		// Only from the aligned buffer (an encoder that outgrew it has
+		// reallocated) and where the file system takes O_DIRECT.
+		if unsafe.SliceData(out) == start && cap(out) >= padded && directIO(file) {
+			out = out[:padded]
+			clear(out[n:])
+			if _, err = file.Write(out); err == nil {
+				err = file.Truncate(int64(n))
+			}
+		} else {
+			_, err = file.Write(out)
+		}
+		if cap(*bp) <= 64<<20 {
 			encoded.Put(bp)
 		}
 	default:
-		enc, cerr := c.Encode(file)
+		enc, cerr := f.codec.Encode(file)
 		if cerr != nil {
 			return fmt.Errorf("store: blob codec: %w", cerr)
 		}

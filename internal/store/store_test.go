@@ -351,13 +351,7 @@ func TestFSBlobStore(t *testing.T) {
 	if info.Size != 4000 || info.SHA256 != "6c8dad9a483a8ef6c20d41c782c4579d6e20a8865596688d832d6434939cea46" {
 		t.Errorf("info %+v", info)
 	}
-	rc, err := b.Open(ctx, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, _ := io.ReadAll(rc)
-	rc.Close()
-	if !bytes.Equal(got, data) {
+	if !bytes.Equal(readBlob(ctx, t, b, key), data) {
 		t.Error("read back differs")
 	}
 	if st, err := b.Stat(ctx, key); err != nil || st.Size != 4000 {

@@ -1,0 +1,8 @@
+//go:build !linux
+
+package store
+
+import "os"
+
+// directIO: O_DIRECT is used on Linux only.
+func directIO(*os.File) bool { return false }
