@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unsafe"
 )
@@ -248,19 +249,9 @@ func (f *FS) writeBytes(ctx context.Context, file *os.File, b []byte) error {
 		} else {
 			out = append(out, b...)
 		}
-		n := len(out)
-		padded := (n + directAlign - 1) &^ (directAlign - 1)
-		// Only from the aligned buffer (an encoder that outgrew it has
-		// reallocated) and where the file system takes O_DIRECT.
-		if unsafe.SliceData(out) == start && cap(out) >= padded && directIO(file) {
-			out = out[:padded]
-			clear(out[n:])
-			if _, err = file.Write(out); err == nil {
-				err = file.Truncate(int64(n))
-			}
-		} else {
-			_, err = file.Write(out)
-		}
+		// O_DIRECT only from the aligned buffer (an encoder that outgrew
+		// it has reallocated).
+		err = writeOut(file, out, unsafe.SliceData(out) == start)
 		if cap(*bp) <= 64<<20 {
 			encoded.Put(bp)
 		}
@@ -279,6 +270,31 @@ func (f *FS) writeBytes(ctx context.Context, file *os.File, b []byte) error {
 		return fmt.Errorf("store: writing blob: %w", err)
 	}
 	return nil
+}
+
+// writeOut writes out to the new, empty file: when direct, with one
+// O_DIRECT write padded to directAlign (out must start aligned with room
+// for the padding) and cut back with ftruncate, where the file system
+// takes O_DIRECT; else, or when the device refuses the alignment (EINVAL),
+// through the page cache.
+func writeOut(file *os.File, out []byte, direct bool) error {
+	n := len(out)
+	padded := (n + directAlign - 1) &^ (directAlign - 1)
+	if direct && cap(out) >= padded && directIO(file, true) {
+		p := out[:padded]
+		clear(p[n:])
+		_, err := file.Write(p)
+		if err == nil {
+			return file.Truncate(int64(n))
+		}
+		if !errors.Is(err, syscall.EINVAL) || !directIO(file, false) {
+			return err
+		}
+	}
+	if _, err := file.WriteAt(out, 0); err != nil {
+		return err
+	}
+	return file.Truncate(int64(n)) // after a partial direct write
 }
 
 // copyBody is put's body for a reader: r's bytes through the codec into

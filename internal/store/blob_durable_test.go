@@ -182,3 +182,30 @@ func readBlob(ctx context.Context, t *testing.T, b *FS, key string) []byte {
 	}
 	return got
 }
+
+// A direct write the device refuses (here: a buffer that is not aligned,
+// which O_DIRECT answers with EINVAL) falls back to the page cache and
+// still leaves exactly the bytes.
+func TestWriteOutFallsBackFromRefusedDirectWrite(t *testing.T) {
+	var bp []byte
+	buf := alignedBuffer(&bp, 3*directAlign)[:3*directAlign]
+	out := buf[1 : 1+5000 : len(buf)] // misaligned start, room for the padding
+	for i := range out {
+		out[i] = byte(i % 251)
+	}
+	want := bytes.Clone(out)
+	for _, direct := range []bool{true, false} {
+		path := filepath.Join(t.TempDir(), "blob")
+		file, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := writeOut(file, out, direct); err != nil {
+			t.Fatalf("direct=%v: %v", direct, err)
+		}
+		file.Close()
+		if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("direct=%v: %d bytes (%v), want the %d written", direct, len(got), err, len(want))
+		}
+	}
+}

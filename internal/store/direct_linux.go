@@ -6,11 +6,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// directIO turns on O_DIRECT for f, so that its writes go from the
-// caller's (aligned) buffer to the device without the page cache; it
-// reports false, leaving f as it was, where the file system does not
-// support it (tmpfs, some FUSE file systems).
-func directIO(f *os.File) bool {
+// directIO turns O_DIRECT on (or off) for f: with it, writes go from the
+// caller's (aligned) buffer to the device without the page cache. It
+// reports false, leaving f as it was, where that fails (turning it on on
+// tmpfs, some FUSE file systems).
+func directIO(f *os.File, on bool) bool {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return false
@@ -19,7 +19,12 @@ func directIO(f *os.File) bool {
 	_ = rc.Control(func(fd uintptr) {
 		fl, err := unix.FcntlInt(fd, unix.F_GETFL, 0)
 		if err == nil {
-			_, err = unix.FcntlInt(fd, unix.F_SETFL, fl|unix.O_DIRECT)
+			if on {
+				fl |= unix.O_DIRECT
+			} else {
+				fl &^= unix.O_DIRECT
+			}
+			_, err = unix.FcntlInt(fd, unix.F_SETFL, fl)
 		}
 		ok = err == nil
 	})

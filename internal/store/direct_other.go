@@ -5,4 +5,4 @@ package store
 import "os"
 
 // directIO: O_DIRECT is used on Linux only.
-func directIO(*os.File) bool { return false }
+func directIO(*os.File, bool) bool { return false }
