@@ -238,10 +238,11 @@ func (g *Ingester) IngestFile(ctx context.Context, path string, info SourceInfo)
 
 // Ingest reads one instance from r (a Part 10 file or a bare data set; at
 // most MaxInstanceSize bytes) and stores it: parse, validate, refuse under
-// backpressure, write the bytes durably to the blob store, then in one
+// backpressure, write the bytes to the blob store, then in one
 // transaction (shared with concurrent calls: group commit) insert the
-// instance row, a queued result and a job per routed model version. It
-// returns after that commit is durable. An instance already stored returns
+// instance row, a queued result and a job per routed model version, and
+// commit it once the blob is durable (its fsync runs while the
+// transaction is built). It returns after that commit is durable. An instance already stored returns
 // Created=false and stores nothing. On any failure nothing stays stored: a
 // blob written for a failed commit is deleted.
 //
