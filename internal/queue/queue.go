@@ -3,10 +3,15 @@ package queue
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime/debug"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -112,6 +117,36 @@ type Queue struct {
 	db      *sql.DB
 	read    *sql.DB
 	working bool
+	log     *slog.Logger
+}
+
+// clientIDPrefix starts every River client ID radflow makes:
+// "radflow:<host>:<pid>:<start unix ns>", so a later process can tell
+// whether the process that was running a job still exists.
+const clientIDPrefix = "radflow:"
+
+func newClientID() string {
+	host, _ := os.Hostname()
+	return clientIDPrefix + strings.ReplaceAll(host, ":", "_") + ":" + strconv.Itoa(os.Getpid()) + ":" + strconv.FormatInt(time.Now().UnixNano(), 10)
+}
+
+// deadLocalClient reports whether id is a radflow client ID of this host
+// whose process no longer exists (kill(pid, 0) fails with ESRCH).
+func deadLocalClient(id string) bool {
+	rest, ok := strings.CutPrefix(id, clientIDPrefix)
+	if !ok {
+		return false
+	}
+	parts := strings.Split(rest, ":")
+	host, _ := os.Hostname()
+	if len(parts) != 3 || parts[0] != strings.ReplaceAll(host, ":", "_") {
+		return false
+	}
+	pid, err := strconv.Atoi(parts[1])
+	if err != nil || pid <= 0 || pid == os.Getpid() {
+		return false
+	}
+	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 }
 
 // Migrate runs River's migrations (its river_* tables) up to the version
@@ -154,12 +189,17 @@ func New(ctx context.Context, db *sql.DB, cfg Config) (*Queue, error) {
 		logger = slog.New(warnOnly{slog.Default().Handler()})
 	}
 	rc := &river.Config{
-		Logger:            logger,
-		MaxAttempts:       cfg.MaxAttempts,
-		JobTimeout:        cfg.JobTimeout,
-		FetchPollInterval: cfg.PollInterval,
-		FetchCooldown:     20 * time.Millisecond,
-		Workers:           river.NewWorkers(),
+		ID:     newClientID(),
+		Logger: logger,
+		// Backstop for jobs of a crashed process on another host (or a
+		// reused PID): River's rescuer makes them retryable after this.
+		// Jobs of a dead process on this host are rescued at Start.
+		RescueStuckJobsAfter: cfg.JobTimeout + time.Minute,
+		MaxAttempts:          cfg.MaxAttempts,
+		JobTimeout:           cfg.JobTimeout,
+		FetchPollInterval:    cfg.PollInterval,
+		FetchCooldown:        20 * time.Millisecond,
+		Workers:              river.NewWorkers(),
 	}
 	if cfg.RetryBackoff != nil {
 		rc.RetryPolicy = backoffPolicy(cfg.RetryBackoff)
@@ -178,7 +218,7 @@ func New(ctx context.Context, db *sql.DB, cfg Config) (*Queue, error) {
 	if read == nil {
 		read = db
 	}
-	return &Queue{client: client, db: db, read: read, working: cfg.Workers > 0}, nil
+	return &Queue{client: client, db: db, read: read, working: cfg.Workers > 0, log: logger}, nil
 }
 
 // Start starts working jobs (no-op for an insert-only queue).
@@ -186,10 +226,56 @@ func (q *Queue) Start(ctx context.Context) error {
 	if !q.working {
 		return nil
 	}
+	if _, err := q.RescueOrphans(ctx); err != nil {
+		return err
+	}
 	if err := q.client.Start(ctx); err != nil {
 		return fmt.Errorf("queue: start: %w", err)
 	}
 	return nil
+}
+
+// RescueOrphans makes jobs available again that are "running" in a
+// process of this host that no longer exists (killed, crashed, power
+// loss), so their results do not stay "running" until River's rescuer
+// notices them (JobTimeout + 1 min). The attempt the dead process made
+// stays counted. Start calls it; it returns how many jobs it rescued.
+func (q *Queue) RescueOrphans(ctx context.Context) (int, error) {
+	rows, err := q.db.QueryContext(ctx, `SELECT id, json(attempted_by) FROM river_job WHERE state = 'running'`)
+	if err != nil {
+		return 0, fmt.Errorf("queue: running jobs: %w", err)
+	}
+	var orphans []int64
+	for rows.Next() {
+		var id int64
+		var by sql.NullString
+		if err := rows.Scan(&id, &by); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("queue: running jobs: %w", err)
+		}
+		var ids []string
+		if by.Valid && json.Unmarshal([]byte(by.String), &ids) == nil && len(ids) > 0 && deadLocalClient(ids[len(ids)-1]) {
+			orphans = append(orphans, id)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("queue: running jobs: %w", err)
+	}
+	n := 0
+	for _, id := range orphans {
+		res, err := q.db.ExecContext(ctx, `UPDATE river_job SET state = 'available' WHERE id = ? AND state = 'running'`, id)
+		if err != nil {
+			return n, fmt.Errorf("queue: rescue job %d: %w", id, err)
+		}
+		if k, _ := res.RowsAffected(); k == 1 {
+			n++
+		}
+	}
+	if n > 0 {
+		q.log.Warn("queue: re-queued jobs left running by a process that no longer exists", "jobs", n)
+	}
+	return n, nil
 }
 
 // Stop stops fetching jobs and waits for running ones to finish or ctx to

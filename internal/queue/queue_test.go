@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -313,5 +315,73 @@ func TestSeparateWorkerProcess(t *testing.T) {
 	}
 	if n := runs.Load(); n != 20 {
 		t.Errorf("handler ran %d times, want 20", n)
+	}
+}
+
+// A job left "running" by a process of this host that was killed (kill -9,
+// crash) is worked again as soon as a worker starts, while jobs whose
+// process is alive, or of another host, are left to their owner and to
+// River's rescuer.
+func TestStartRescuesJobsOfDeadProcesses(t *testing.T) {
+	s := openStore(t)
+	ctx := context.Background()
+	ins, err := New(ctx, s.WriteDB(), Config{Workers: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, uid := range []string{"2.1", "2.2", "2.3"} {
+		addInstance(t, s, ins, uid, JobArgs{SOPInstanceUID: uid, Model: "chest", Version: "1"})
+	}
+	// A process that has exited: its PID no longer exists.
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Skip("cannot run true:", err)
+	}
+	host, _ := os.Hostname()
+	host = strings.ReplaceAll(host, ":", "_")
+	owners := map[string]string{
+		"2.1": fmt.Sprintf("radflow:%s:%d:1", host, cmd.Process.Pid), // dead: rescued
+		"2.2": fmt.Sprintf("radflow:%s:1:1", host),                   // PID 1 is alive: left running
+		"2.3": fmt.Sprintf("radflow:other-host:%d:1", cmd.Process.Pid),
+	}
+	for uid, by := range owners {
+		if _, err := s.WriteDB().Exec(`UPDATE river_job SET state = 'running', attempt = 1, attempted_at = ?, attempted_by = jsonb(?)
+			WHERE json_extract(args, '$.sop_instance_uid') = ?`, time.Now().UTC().Format(time.RFC3339Nano), `["`+by+`"]`, uid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var runs atomic.Int32
+	h := HandlerFunc(func(ctx context.Context, job JobArgs) error {
+		runs.Add(1)
+		return s.CompleteResult(ctx, &store.Result{SOPInstanceUID: job.SOPInstanceUID, Model: job.Model, Version: job.Version, Label: "normal"})
+	})
+	q, err := New(ctx, s.WriteDB(), Config{Workers: 1, Handler: h, Recorder: s, PollInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		q.Stop(sctx)
+	}()
+	r := waitResult(t, s, store.ResultKey{SOPInstanceUID: "2.1", Model: "chest", Version: "1"}, store.StatusDone)
+	if r.Label != "normal" {
+		t.Errorf("2.1: %+v", r)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for jobState(t, s, "2.1") != "completed" && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := []string{jobState(t, s, "2.1"), jobState(t, s, "2.2"), jobState(t, s, "2.3")}; strings.Join(got, ",") != "completed,running,running" {
+		t.Errorf("job states %v, want completed,running,running", got)
+	}
+	if n := runs.Load(); n != 1 {
+		t.Errorf("handler ran %d times, want 1", n)
+	}
+	if n, err := q.RescueOrphans(ctx); err != nil || n != 0 {
+		t.Errorf("second RescueOrphans: %d, %v; want 0", n, err)
 	}
 }
