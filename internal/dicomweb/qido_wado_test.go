@@ -358,3 +358,38 @@ func TestWADOFrames(t *testing.T) {
 		t.Errorf("frame 0: %d", resp.StatusCode)
 	}
 }
+
+// An instance accepted as sent whose pixel attributes do not match its
+// pixel data (Rows 0, Bits Allocated 0 on a 16-bit CT) cannot be
+// rendered or framed: 406 with the decoder's reason, not a 500.
+func TestWADOUndecodableStoredPixelData(t *testing.T) {
+	orig := readShared(t, "CT_small.dcm")
+	patch := func(tag string, val []byte) []byte {
+		b := bytes.Clone(orig)
+		i := bytes.Index(b, []byte(tag))
+		if i < 0 {
+			t.Fatalf("tag %x not in CT_small.dcm", tag)
+		}
+		copy(b[i+len(tag):], val)
+		return b
+	}
+	for name, f := range map[string][]byte{
+		"rows 0":           patch("\x28\x00\x10\x00US\x02\x00", []byte{0, 0}),
+		"bits allocated 0": patch("\x28\x00\x00\x01US\x02\x00", []byte{0, 0}),
+	} {
+		srv, fs := newTestServer(t, Config{})
+		if _, err := fs.Ingest(context.Background(), bytes.NewReader(f), Source{}); err != nil {
+			t.Fatalf("%s: ingest: %v", name, err)
+		}
+		ct := srv.URL + "/dicomweb/studies/" + ctStudy + "/series/" + ctSeries + "/instances/" + ctSOP
+		for _, u := range []string{ct + "/rendered", ct + "/frames/1"} {
+			resp, b := get(t, u, "")
+			if resp.StatusCode != http.StatusNotAcceptable || !strings.Contains(string(b), "cannot be decoded: pixel: inconsistent pixel data") {
+				t.Errorf("%s %s: %d %s, want 406 naming the inconsistency", name, u[len(ct):], resp.StatusCode, b)
+			}
+		}
+		if resp, _ := get(t, ct+"/metadata", ""); resp.StatusCode != 200 {
+			t.Errorf("%s: metadata %d, want 200", name, resp.StatusCode)
+		}
+	}
+}

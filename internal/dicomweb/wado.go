@@ -284,7 +284,11 @@ func (s *Service) storedError(w http.ResponseWriter, r *http.Request, err error)
 		httpError(w, http.StatusNotFound, "not found")
 	case errors.Is(err, pixel.ErrNoPixelData):
 		httpError(w, http.StatusNotFound, "the instance has no pixel data")
-	case errors.Is(err, pixel.ErrUnsupportedTransferSyntax), errors.Is(err, pixel.ErrUnsupportedPhotometric):
+	case errors.Is(err, pixel.ErrUnsupportedTransferSyntax), errors.Is(err, pixel.ErrUnsupportedPhotometric),
+		errors.Is(err, pixel.ErrInconsistent), errors.Is(err, pixel.ErrTruncated), errors.Is(err, pixel.ErrCodec):
+		// What the sender stored cannot be decoded (attributes that do not
+		// match the pixel data, a truncated or corrupt codestream): a
+		// property of the instance, kept as received, not a server fault.
 		httpError(w, http.StatusNotAcceptable, "the stored pixel data cannot be decoded: "+err.Error())
 	case r.Context().Err() != nil:
 	default:
