@@ -243,7 +243,7 @@ func (e *Engine) reload(ctx context.Context, force bool) error {
 			}
 			e.lastErr.Store(nil)
 			e.failedHash = ""
-			e.log.Info("policy: reloaded", "dir", e.cfg.Dir, "files", len(srcs), "policy", digest, "previous", old.digest)
+			e.log.Info("policy: reloaded", "dir", e.cfg.Dir, "files", len(srcs), "policy", digest, "previous", old.digest, "evaluator", e.Evaluator())
 			return nil
 		}
 		e.failedHash = digest
