@@ -253,7 +253,9 @@ decision := {"allow": true, "break_glass": false, "reasons": ["a"]} if input.act
 decision := {"allow": false, "break_glass": false, "reasons": ["b"]} if input.action == "x:conflict"
 `)
 	for _, ev := range []string{EvaluatorWasm, EvaluatorTopdown} {
-		t.Run(ev, func(t *testing.T) { testDefaultDeny(t, newEngine(t, Config{Dir: dir, PollInterval: -1, Evaluator: ev})) })
+		t.Run(ev, func(t *testing.T) {
+			testDefaultDeny(t, newEngine(t, Config{Dir: dir, PollInterval: -1, Evaluator: ev}))
+		})
 	}
 }
 
