@@ -52,6 +52,28 @@ func addInstance(t *testing.T, s *store.SQLite, q *Queue, uid string, jobs ...Jo
 	return n
 }
 
+// startWorkers starts a working Queue on s; it is stopped (and a failed
+// stop reported) before s closes.
+func startWorkers(t *testing.T, s *store.SQLite, cfg Config) *Queue {
+	t.Helper()
+	ctx := context.Background()
+	q, err := New(ctx, s.WriteDB(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := q.Stop(sctx); err != nil {
+			t.Error(err)
+		}
+	})
+	return q
+}
+
 func countJobs(t *testing.T, s *store.SQLite) int {
 	t.Helper()
 	var n int
@@ -170,21 +192,8 @@ func TestWorkerEndToEnd(t *testing.T) {
 		return s.CompleteResult(ctx, &store.Result{SOPInstanceUID: job.SOPInstanceUID, Model: job.Model, Version: job.Version,
 			Label: "normal", Probabilities: map[string]float64{"normal": 0.9, "pneumonia": 0.1}})
 	})
-	q, err := New(ctx, s.WriteDB(), Config{Workers: 2, Handler: h, Recorder: s, ReadDB: s.ReadDB(), MaxAttempts: 2,
+	q := startWorkers(t, s, Config{Workers: 2, Handler: h, Recorder: s, ReadDB: s.ReadDB(), MaxAttempts: 2,
 		RetryBackoff: func(int) time.Duration { return 10 * time.Millisecond }, PollInterval: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := q.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		if err := q.Stop(sctx); err != nil {
-			t.Error(err)
-		}
-	}()
 	for _, uid := range []string{"1.1", "1.2", "1.3", "1.4"} {
 		addInstance(t, s, q, uid, JobArgs{SOPInstanceUID: uid, Model: "chest", Version: "1"})
 	}
@@ -355,18 +364,7 @@ func TestStartRescuesJobsOfDeadProcesses(t *testing.T) {
 		runs.Add(1)
 		return s.CompleteResult(ctx, &store.Result{SOPInstanceUID: job.SOPInstanceUID, Model: job.Model, Version: job.Version, Label: "normal"})
 	})
-	q, err := New(ctx, s.WriteDB(), Config{Workers: 1, Handler: h, Recorder: s, PollInterval: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := q.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		q.Stop(sctx)
-	}()
+	q := startWorkers(t, s, Config{Workers: 1, Handler: h, Recorder: s, PollInterval: 20 * time.Millisecond})
 	r := waitResult(t, s, store.ResultKey{SOPInstanceUID: "2.1", Model: "chest", Version: "1"}, store.StatusDone)
 	if r.Label != "normal" {
 		t.Errorf("2.1: %+v", r)
