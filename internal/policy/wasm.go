@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -87,7 +88,7 @@ func compileWasm(ctx context.Context, srcs []source) (*wasmPolicy, error) {
 		b.Modules = append(b.Modules, bundle.ModuleFile{URL: s.name, Path: s.name, Raw: []byte(s.text), Parsed: m})
 	}
 	c := opacompile.New().WithTarget(opacompile.TargetWasm).WithEntrypoints(wasmEntrypoint).
-		WithBundle(b).WithRegoVersion(ast.RegoV1).WithOutput(discard{})
+		WithBundle(b).WithRegoVersion(ast.RegoV1).WithOutput(io.Discard)
 	if err := c.Build(ctx); err != nil {
 		return nil, fmt.Errorf("%w: wasm: %w", ErrCompile, err)
 	}
@@ -144,10 +145,6 @@ func compileWasm(ctx context.Context, srcs []source) (*wasmPolicy, error) {
 	p.pool <- vm
 	return p, nil
 }
-
-type discard struct{}
-
-func (discard) Write(b []byte) (int, error) { return len(b), nil }
 
 // opaHostFuncs are the functions the OPA Wasm module imports from "env"
 // besides its memory: opa_builtin0..4 (id, ctx, args...) -> value and
@@ -347,15 +344,6 @@ func (p *wasmPolicy) eval(ctx context.Context, in Input) (Decision, error) {
 	return d, err
 }
 
-// wasmInput is Input with the nil slice and map written as [] and {}, as
-// Input.value does for topdown: every key is present with its type.
-type wasmInput struct {
-	Subject  Subject        `json:"subject"`
-	Action   string         `json:"action"`
-	Resource Resource       `json:"resource"`
-	Context  RequestContext `json:"context"`
-}
-
 var (
 	emptyRoles = []string{}
 	emptyAttrs = map[string]string{}
@@ -365,7 +353,9 @@ func (vm *wasmVM) decide(ctx context.Context, entry int32, in *Input) (Decision,
 	failed := func(err error) (Decision, bool, error) {
 		return deny("policy evaluation failed; denied by default"), false, fmt.Errorf("%w: %w", ErrEvaluation, err)
 	}
-	w := wasmInput(*in)
+	// A nil slice or map is written as [] and {}, as Input.value does for
+	// topdown: every key is present with its type.
+	w := *in
 	if w.Subject.Roles == nil {
 		w.Subject.Roles = emptyRoles
 	}
