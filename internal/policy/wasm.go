@@ -319,13 +319,19 @@ func (p *wasmPolicy) get(ctx context.Context) (*wasmVM, error) {
 	}
 }
 
-// put returns a healthy VM to the pool; a VM whose evaluation trapped is
-// closed and replaced on demand.
+// put returns a healthy VM to the pool. A VM whose evaluation trapped is
+// closed and a fresh one put in its place, so that callers already waiting
+// in get are served (a trapped VM that were only dropped would leave them
+// waiting for an instance that no longer exists).
 func (p *wasmPolicy) put(vm *wasmVM, healthy bool) {
 	if !healthy {
 		vm.close()
-		p.created.Add(-1)
-		return
+		fresh, err := p.newVM(context.Background())
+		if err != nil {
+			p.created.Add(-1) // the next get that finds none idle creates one
+			return
+		}
+		vm = fresh
 	}
 	p.pool <- vm
 }
