@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -160,32 +161,52 @@ func (f *FS) PutNewDurableBytes(ctx context.Context, key string, b []byte) (Blob
 	return info, nil
 }
 
-// PutNewBytes writes b under key, which must not exist yet, and returns
-// before the bytes are durable: sync, which must be called exactly once,
-// fsyncs the file and its directory concurrently and closes the file
-// (on error it removes the file; a failed directory fsync may leave it,
-// delete it). Nothing may reference key until sync has returned nil; in
-// the meantime the caller can prepare what will (package ingest builds
-// the transaction that inserts the instance row and commits it after
-// sync). The SHA-256 is computed on another goroutine while b is encoded
-// and written; with a codec that implements AppendEncoder the encoded
-// blob is built in one reused buffer and written with a single call. Over
-// one C-STORE association this took the blob write from 0.83 ms to about
-// 0.3 ms per 0.5 MB instance (hashing and AES-GCM had run one after the
-// other over 64 KiB writes). b is only read, and not after it returns.
-// errors: as PutNew.
+// PutNewBytes encodes b for key, which must not exist yet, and returns
+// before anything is on disk: sync, which must be called exactly once,
+// creates the file, writes the encoded bytes, fsyncs the file and its
+// directory concurrently and closes the file (on error it removes the
+// file; a failed directory fsync may leave it, delete it). Nothing may
+// reference key until sync has returned nil; in the meantime the caller
+// can prepare what will (package ingest builds the transaction that
+// inserts the instance row on one goroutine while sync runs on another,
+// and commits after sync). The SHA-256 is computed on another goroutine
+// while b is encoded; with a codec that implements AppendEncoder (or none)
+// the blob is built in one reused, aligned buffer and written by sync
+// with a single O_DIRECT call. b is only read, and not after it returns.
+//
+// Over four C-STORE associations on two cores, moving the create and the
+// write (about 1.3 ms for 0.5 MB, mostly waiting for the device) from the
+// caller into sync took them off the path every instance waits on before
+// its transaction can be built (see docs/operations.md, Performance).
+// errors: as PutNew (from sync for what happens on disk).
 func (f *FS) PutNewBytes(ctx context.Context, key string, b []byte) (info BlobInfo, sync func() error, err error) {
+	if _, err := f.path(key); err != nil {
+		return BlobInfo{}, nil, err
+	}
 	sum := make(chan [sha256.Size]byte, 1)
 	go func() { sum <- sha256.Sum256(b) }()
-	w, err := f.write(ctx, key, putInPlaceDurable, func(file *os.File) (int64, string, error) {
-		return int64(len(b)), "", f.writeBytes(ctx, file, b)
-	})
+	enc, err := f.encodeBytes(ctx, b)
 	h := <-sum // also on failure: b must not be read after return
 	if err != nil {
 		return BlobInfo{}, nil, err
 	}
-	w.info.SHA256 = hex.EncodeToString(h[:])
-	return w.info, func() error { return w.finish(ctx) }, nil
+	info = BlobInfo{Key: key, Size: int64(len(b)), SHA256: hex.EncodeToString(h[:])}
+	return info, func() error {
+		defer enc.release()
+		w, err := f.write(ctx, key, putInPlaceDurable, func(file *os.File) (int64, string, error) {
+			if err := ctx.Err(); err != nil {
+				return 0, "", fmt.Errorf("store: writing blob: %w", err)
+			}
+			if err := enc.writeTo(file); err != nil {
+				return 0, "", fmt.Errorf("store: writing blob: %w", err)
+			}
+			return int64(len(b)), "", nil
+		})
+		if err != nil {
+			return err
+		}
+		return w.finish(ctx)
+	}, nil
 }
 
 // AppendEncoder is a Codec that can also encode a whole in-memory blob in
@@ -217,59 +238,74 @@ func alignedBuffer(bp *[]byte, n int) []byte {
 	return b[off:off:len(b)]
 }
 
-// writeBytes writes b to file through the codec. With a codec that is
-// an AppendEncoder (or none), the file's bytes are built in one aligned
-// buffer and written with one O_DIRECT write where the file system allows
-// it: no copy into the page cache and no page-cache write-back in the
-// fsync (the buffered write of a 0.5 MB blob had cost ~0.3-0.6 ms of
-// kernel CPU per instance); the zero padding up to the alignment is cut
-// off again with ftruncate.
-func (f *FS) writeBytes(ctx context.Context, file *os.File, b []byte) error {
+// encodedBlob is a blob encoded in memory (encodeBytes), to be written to
+// its file once (writeTo) and then released.
+type encodedBlob struct {
+	bp     *[]byte // pooled buffer holding out; nil when out is the caller's
+	out    []byte
+	direct bool // out starts aligned with room for the padding: O_DIRECT possible
+}
+
+// encodeBytes encodes b through the codec. With a codec that is an
+// AppendEncoder (or none), the file's bytes are built in one aligned,
+// pooled buffer to be written with one O_DIRECT write where the file
+// system allows it: no copy into the page cache and no page-cache
+// write-back in the fsync (the buffered write of a 0.5 MB blob had cost
+// ~0.3-0.6 ms of kernel CPU per instance); the zero padding up to the
+// alignment is cut off again with ftruncate. Any other codec streams into
+// a plain buffer. b is not read after it returns.
+func (f *FS) encodeBytes(ctx context.Context, b []byte) (*encodedBlob, error) {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("store: writing blob: %w", err)
+		return nil, fmt.Errorf("store: writing blob: %w", err)
 	}
-	var err error
 	ae, isAppend := f.codec.(AppendEncoder)
-	switch {
-	case f.codec == nil || isAppend:
-		bp, _ := encoded.Get().(*[]byte)
-		if bp == nil {
-			bp = new([]byte)
-		}
-		size := len(b)
-		if isAppend {
-			size = ae.EncodedSize(len(b))
-		}
-		out := alignedBuffer(bp, size)
-		start := unsafe.SliceData(out)
-		if isAppend {
-			if out, err = ae.AppendEncoded(out, b); err != nil {
-				return fmt.Errorf("store: blob codec: %w", err)
-			}
-		} else {
-			out = append(out, b...)
-		}
-		// O_DIRECT only from the aligned buffer (an encoder that outgrew
-		// it has reallocated).
-		err = writeOut(file, out, unsafe.SliceData(out) == start)
-		if cap(*bp) <= 64<<20 {
-			encoded.Put(bp)
-		}
-	default:
-		enc, cerr := f.codec.Encode(file)
-		if cerr != nil {
-			return fmt.Errorf("store: blob codec: %w", cerr)
+	if f.codec != nil && !isAppend {
+		var buf bytes.Buffer
+		enc, err := f.codec.Encode(&buf)
+		if err != nil {
+			return nil, fmt.Errorf("store: blob codec: %w", err)
 		}
 		if _, err = enc.Write(b); err == nil {
-			if err = enc.Close(); err != nil {
-				return fmt.Errorf("store: blob codec: %w", err)
-			}
+			err = enc.Close()
 		}
+		if err != nil {
+			return nil, fmt.Errorf("store: blob codec: %w", err)
+		}
+		return &encodedBlob{out: buf.Bytes()}, nil
 	}
-	if err != nil {
-		return fmt.Errorf("store: writing blob: %w", err)
+	bp, _ := encoded.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
 	}
-	return nil
+	size := len(b)
+	if isAppend {
+		size = ae.EncodedSize(len(b))
+	}
+	out := alignedBuffer(bp, size)
+	start := unsafe.SliceData(out)
+	if isAppend {
+		var err error
+		if out, err = ae.AppendEncoded(out, b); err != nil {
+			encoded.Put(bp)
+			return nil, fmt.Errorf("store: blob codec: %w", err)
+		}
+	} else {
+		out = append(out, b...)
+	}
+	// O_DIRECT only from the aligned buffer (an encoder that outgrew it
+	// has reallocated).
+	return &encodedBlob{bp: bp, out: out, direct: unsafe.SliceData(out) == start}, nil
+}
+
+// writeTo writes the encoded bytes to the new, empty file.
+func (e *encodedBlob) writeTo(file *os.File) error { return writeOut(file, e.out, e.direct) }
+
+// release returns the pooled buffer; e must not be used after.
+func (e *encodedBlob) release() {
+	if e.bp != nil && cap(*e.bp) <= 64<<20 {
+		encoded.Put(e.bp)
+	}
+	e.bp, e.out = nil, nil
 }
 
 // writeOut writes out to the new, empty file: when direct, with one
