@@ -33,8 +33,26 @@ const (
 // from dataset (encoded in meta.TransferSyntaxUID). Empty ImplementationClassUID
 // defaults to radflow's. Returns the number of bytes written.
 func WritePart10(w io.Writer, meta FileMeta, dataset io.Reader) (int64, error) {
+	head, err := AppendPart10Header(nil, meta)
+	if err != nil {
+		return 0, err
+	}
+	n, err := w.Write(head)
+	if err != nil {
+		return int64(n), err
+	}
+	m, err := io.Copy(w, dataset)
+	return int64(n) + m, err
+}
+
+// AppendPart10Header appends what precedes the data set in a Part 10 file
+// (PS3.10 7.1): the 128-byte preamble (zeros), "DICM" and the File Meta
+// Information group (0002,xxxx) in Explicit VR Little Endian, with meta's
+// UIDs; ImplementationClassUID/VersionName default to radflow's.
+// errors: ErrInvalidArgument when a required UID is missing.
+func AppendPart10Header(dst []byte, meta FileMeta) ([]byte, error) {
 	if meta.MediaStorageSOPClassUID == "" || meta.MediaStorageSOPInstanceUID == "" || meta.TransferSyntaxUID == "" {
-		return 0, fmt.Errorf("%w: file meta needs SOP class, SOP instance and transfer syntax UIDs", ErrInvalidArgument)
+		return dst, fmt.Errorf("%w: file meta needs SOP class, SOP instance and transfer syntax UIDs", ErrInvalidArgument)
 	}
 	if meta.ImplementationClassUID == "" {
 		meta.ImplementationClassUID = ImplementationClassUID
@@ -54,16 +72,10 @@ func WritePart10(w io.Writer, meta FileMeta, dataset io.Reader) (int64, error) {
 	if meta.SourceApplicationEntityTitle != "" {
 		body = appendExplicit(body, 0x0016, "AE", padText(meta.SourceApplicationEntityTitle))
 	}
-	head := make([]byte, preambleLen, preambleLen+16+len(body))
-	head = append(head, "DICM"...)
-	head = appendExplicit(head, 0x0000, "UL", binary.LittleEndian.AppendUint32(nil, uint32(len(body))))
-	head = append(head, body...)
-	n, err := w.Write(head)
-	if err != nil {
-		return int64(n), err
-	}
-	m, err := io.Copy(w, dataset)
-	return int64(n) + m, err
+	dst = append(dst, make([]byte, preambleLen)...)
+	dst = append(dst, "DICM"...)
+	dst = appendExplicit(dst, 0x0000, "UL", binary.LittleEndian.AppendUint32(nil, uint32(len(body))))
+	return append(dst, body...), nil
 }
 
 // WritePart10File writes a Part 10 file (see WritePart10) to path

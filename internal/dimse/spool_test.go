@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -14,7 +15,8 @@ import (
 // TestMemoryDataSetLimit stores the 0.5 MB CT with MemoryDataSetLimit
 // above its size (received in memory: DataSet set, DataSetPath "", no temp
 // file) and below it (spilled to a temp file holding every byte, removed
-// after Store), and checks the handler saw the exact bytes both ways.
+// after Store), and checks the handler saw the exact bytes both ways, and
+// that Part10Bytes gives WritePart10's file without copying the data set.
 func TestMemoryDataSetLimit(t *testing.T) {
 	path := filepath.Join(sharedDICOM(t, "cornerstoneWADOImageLoader"), "CTImage.dcm")
 	want, meta := dataSetOf(t, path)
@@ -31,6 +33,24 @@ func TestMemoryDataSetLimit(t *testing.T) {
 			h := StoreHandlerFunc(func(ctx context.Context, req *StoreRequest) (uint16, error) {
 				if (req.DataSetPath == "") != tc.inMemory || (req.DataSet != nil) != tc.inMemory {
 					t.Errorf("DataSetPath %q, DataSet of %d bytes; in memory: want %v", req.DataSetPath, len(req.DataSet), tc.inMemory)
+				}
+				// Part10Bytes: the file meta in front of the received bytes,
+				// in the same buffer (no copy of the data set) when in memory.
+				p10, ok, err := req.Part10Bytes()
+				if err != nil || ok != tc.inMemory {
+					t.Errorf("Part10Bytes: ok %v, %v; in memory: want %v", ok, err, tc.inMemory)
+				}
+				if ok {
+					var wantP10 bytes.Buffer
+					if _, err := WritePart10(&wantP10, req.FileMeta(), bytes.NewReader(req.DataSet)); err != nil {
+						t.Fatal(err)
+					}
+					if !bytes.Equal(p10, wantP10.Bytes()) {
+						t.Errorf("Part10Bytes: %d bytes differ from WritePart10's %d", len(p10), wantP10.Len())
+					}
+					if len(p10) < len(req.DataSet) || &p10[len(p10)-len(req.DataSet)] != &req.DataSet[0] {
+						t.Error("Part10Bytes copied the data set instead of using the room in front of it")
+					}
 				}
 				r, err := req.OpenDataSet()
 				if err != nil {
@@ -78,5 +98,28 @@ func TestMemoryDataSetLimit(t *testing.T) {
 				t.Errorf("%d files left in TempDir", len(left))
 			}
 		})
+	}
+}
+
+// TestPart10BytesWithoutRoom: a StoreRequest whose DataSet was not spooled
+// (a handler test building one by hand) still gets the whole Part 10 file,
+// by a copy; a missing UID is ErrInvalidArgument.
+func TestPart10BytesWithoutRoom(t *testing.T) {
+	ds := []byte{0x08, 0x00, 0x60, 0x00, 'C', 'S', 2, 0, 'C', 'T'}
+	req := &StoreRequest{SOPClassUID: "1.2.840.10008.5.1.4.1.1.2", SOPInstanceUID: "1.2.3.4", TransferSyntaxUID: "1.2.840.10008.1.2.1", DataSet: ds, DataSetSize: int64(len(ds))}
+	got, ok, err := req.Part10Bytes()
+	if err != nil || !ok {
+		t.Fatalf("Part10Bytes: ok %v, %v", ok, err)
+	}
+	var want bytes.Buffer
+	if _, err := WritePart10(&want, req.FileMeta(), bytes.NewReader(ds)); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want.Bytes()) || string(got[128:132]) != "DICM" || !bytes.HasSuffix(got, ds) {
+		t.Errorf("Part10Bytes gave %d bytes, want WritePart10's %d ending in the data set", len(got), want.Len())
+	}
+	req.SOPInstanceUID = ""
+	if _, _, err := req.Part10Bytes(); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("without SOP Instance UID: %v, want ErrInvalidArgument", err)
 	}
 }

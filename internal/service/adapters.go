@@ -1,6 +1,7 @@
 package service
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -118,15 +119,25 @@ func (h dimseHandler) store(ctx context.Context, req *dimse.StoreRequest) (uint1
 		h.s.metrics.ObserveIngest("dimse", "rejected")
 		return 0, ingest.Outcome{}, fmt.Errorf("%w: data set of %d bytes, limit %d", dimse.ErrOutOfResources, req.DataSetSize, h.s.cfg.MaxUpload)
 	}
-	f, err := req.OpenDataSet()
+	// In memory (the usual case): the file meta goes in front of the
+	// received bytes, in place. Ingest reads a *bytes.Buffer in place and
+	// does not keep it.
+	b, inMemory, err := req.Part10Bytes()
 	if err != nil {
 		return 0, ingest.Outcome{}, err
 	}
-	defer f.Close()
-	buf := ingest.GetBuffer(int(req.DataSetSize) + 1024)
-	defer ingest.PutBuffer(buf)
-	if _, err := dimse.WritePart10(buf, req.FileMeta(), f); err != nil {
-		return 0, ingest.Outcome{}, err
+	buf := bytes.NewBuffer(b)
+	if !inMemory {
+		f, err := req.OpenDataSet()
+		if err != nil {
+			return 0, ingest.Outcome{}, err
+		}
+		defer f.Close()
+		buf = ingest.GetBuffer(int(req.DataSetSize) + 1024)
+		defer ingest.PutBuffer(buf)
+		if _, err := dimse.WritePart10(buf, req.FileMeta(), f); err != nil {
+			return 0, ingest.Outcome{}, err
+		}
 	}
 	out, err := h.s.ingest.Ingest(ctx, buf, ingest.SourceInfo{
 		CallingAE:      req.CallingAETitle,
