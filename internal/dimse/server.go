@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -749,15 +751,24 @@ func (s *spool) data() []byte {
 	return s.buf[part10Room:]
 }
 
-func (s *spool) Write(p []byte) (int, error) {
-	if s.f == nil && int64(len(s.data())+len(p)) <= s.limit {
-		if s.buf == nil {
-			if b, ok := spoolBufs.Get().(*[]byte); ok && cap(*b) >= part10Room {
-				s.buf = (*b)[:part10Room]
-			} else {
-				s.buf = make([]byte, part10Room, part10Room+len(p))
-			}
+// fits reports whether n more bytes stay in memory; it takes a pooled
+// buffer (with part10Room in front) for the first bytes.
+func (s *spool) fits(n int64) bool {
+	if s.f != nil || int64(len(s.data()))+n > s.limit {
+		return false
+	}
+	if s.buf == nil {
+		if b, ok := spoolBufs.Get().(*[]byte); ok && cap(*b) >= part10Room {
+			s.buf = (*b)[:part10Room]
+		} else {
+			s.buf = make([]byte, part10Room, part10Room+int(n))
 		}
+	}
+	return true
+}
+
+func (s *spool) Write(p []byte) (int, error) {
+	if s.fits(int64(len(p))) {
 		s.buf = append(s.buf, p...)
 		return len(p), nil
 	}
@@ -767,6 +778,26 @@ func (s *spool) Write(p []byte) (int, error) {
 		}
 	}
 	return s.f.Write(p)
+}
+
+// ReadFrom implements io.ReaderFrom for io.CopyN from the connection (one
+// call per PDV): a PDV that stays in memory is read straight into the
+// buffer, with no intermediate 32 KiB buffer allocated per call (which
+// had been about 0.5 MB of garbage and an extra copy per 0.5 MB data set).
+// Anything else goes through Write.
+func (s *spool) ReadFrom(r io.Reader) (int64, error) {
+	lr, ok := r.(*io.LimitedReader)
+	if !ok || lr.N <= 0 || lr.N > math.MaxInt32 || !s.fits(lr.N) {
+		return io.Copy(struct{ io.Writer }{s}, r)
+	}
+	start := len(s.buf)
+	s.buf = slices.Grow(s.buf, int(lr.N))[:start+int(lr.N)]
+	n, err := io.ReadFull(lr, s.buf[start:])
+	s.buf = s.buf[:start+n]
+	if err == io.ErrUnexpectedEOF {
+		err = nil // io.Copy's convention: a short source is not an error
+	}
+	return int64(n), err
 }
 
 // spill moves to a temp file, writing what buf holds.
