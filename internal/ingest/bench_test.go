@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/radflow/radflow/internal/keys"
 	"github.com/radflow/radflow/internal/queue"
+	"github.com/radflow/radflow/internal/store"
 )
 
 // BenchmarkIngest stores the 0.5 MB CT b.N times as distinct instances (a
@@ -17,16 +19,29 @@ import (
 // stay the same) from `senders` concurrent callers, each instance durable
 // before Ingest returns: parse, blob write + fsync, then a group commit
 // (directory fsync, row + 2 queued results + 2 River jobs, WAL fsync with
-// synchronous=FULL). Reports instances/s and instances per commit.
+// synchronous=FULL). Reports instances/s and instances per commit. The
+// phi case encrypts the PHI columns (blind indexes and phi_terms rows, as
+// a server with a PHI key does).
 func BenchmarkIngest(b *testing.B) {
 	data := ctBytes(b)
 	cases := []struct {
 		senders int
 		linger  time.Duration
-	}{{1, 0}, {4, 0}, {16, 0}, {4, 2 * time.Millisecond}}
+		phi     bool
+	}{{1, 0, false}, {4, 0, false}, {16, 0, false}, {4, 2 * time.Millisecond, false}, {4, 0, true}}
 	for _, c := range cases {
-		b.Run(fmt.Sprintf("senders=%d/linger=%s", c.senders, c.linger), func(b *testing.B) {
-			e := newEnv(b, b.TempDir(), queue.Config{}, Config{BatchLinger: c.linger})
+		name := fmt.Sprintf("senders=%d/linger=%s", c.senders, c.linger)
+		var sopts store.SQLiteOptions
+		if c.phi {
+			name = "phi/" + name
+			p, err := keys.NewPHICipher(bytes.Repeat([]byte{7}, keys.KeySize))
+			if err != nil {
+				b.Fatal(err)
+			}
+			sopts.PHI = p
+		}
+		b.Run(name, func(b *testing.B) {
+			e := newEnvWith(b, b.TempDir(), sopts, queue.Config{}, Config{BatchLinger: c.linger})
 			e.g.uidHook = distinct("2.25.99")
 			var commits atomic.Int64
 			e.g.commitHook = func() error { commits.Add(1); return nil }

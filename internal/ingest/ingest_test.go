@@ -50,8 +50,15 @@ type env struct {
 
 func newEnv(tb testing.TB, dir string, qcfg queue.Config, cfg Config) *env {
 	tb.Helper()
+	return newEnvWith(tb, dir, store.SQLiteOptions{}, qcfg, cfg)
+}
+
+// newEnvWith is newEnv with the metadata store opened with sopts (e.g. a
+// PHI cipher).
+func newEnvWith(tb testing.TB, dir string, sopts store.SQLiteOptions, qcfg queue.Config, cfg Config) *env {
+	tb.Helper()
 	ctx := context.Background()
-	db, err := store.OpenSQLite(ctx, filepath.Join(dir, "radflow.db"), store.SQLiteOptions{})
+	db, err := store.OpenSQLite(ctx, filepath.Join(dir, "radflow.db"), sopts)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -42,7 +42,8 @@ func (p *pending) waitBlob() error {
 // that arrived while the previous commit was running (up to MaxBatch, and
 // up to BatchLinger more), fsyncs the batch's blob directories (one per
 // distinct directory: blobs of the same minute share one), builds one
-// transaction for the batch while blobs still being fsynced (pending.synced)
+// transaction for the batch (without a savepoint per request unless one
+// fails, see commitTx) while blobs still being fsynced (pending.synced)
 // finish, commits it once all of them are durable — one fsync of the WAL
 // for the whole batch — and wakes their callers.
 func (g *Ingester) writer() {
@@ -85,9 +86,9 @@ func (g *Ingester) drain(batch []*pending) []*pending {
 	return batch
 }
 
-// commit applies each request under its own savepoint (so one bad request
-// does not fail the others) and commits the batch. When the commit fails,
-// every request in it fails.
+// commit applies the batch's requests and commits them; one bad request
+// does not fail the others (see commitTx). When the commit fails, every
+// request in it fails.
 func (g *Ingester) commit(batch []*pending) {
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.CommitTimeout)
 	defer cancel()
@@ -96,13 +97,17 @@ func (g *Ingester) commit(batch []*pending) {
 			close(p.done)
 		}
 	}()
+	isolate := false
 	for live := batch; len(live) > 0; {
-		if !g.commitTx(ctx, live) {
+		if !g.commitTx(ctx, live, isolate) {
 			return
 		}
 		// A blob was not made durable: its request failed and the
 		// transaction was rolled back; commit the others again.
 		live = slices.DeleteFunc(slices.Clone(live), func(p *pending) bool { return p.blobErr != nil }) // batch keeps every request, to be woken
+		// A request that failed on its own (its err set by apply) fails
+		// again: go straight to the savepoints.
+		isolate = slices.ContainsFunc(live, func(p *pending) bool { return p.err != nil })
 	}
 }
 
@@ -110,7 +115,13 @@ func (g *Ingester) commit(batch []*pending) {
 // It returns true, having rolled back, when the blob of a request could
 // not be made durable (that request's err is set, the others' are to be
 // committed again).
-func (g *Ingester) commitTx(ctx context.Context, batch []*pending) (redo bool) {
+//
+// The requests' statements run straight in the transaction. When one
+// request fails (a constraint, a statement's error), the transaction is
+// rolled back and built again with each request under its own savepoint,
+// so that only the failing requests fail; with isolate, it is built that
+// way at once.
+func (g *Ingester) commitTx(ctx context.Context, batch []*pending, isolate bool) (redo bool) {
 	fail := func(err error) {
 		for _, p := range batch {
 			if p.err == nil {
@@ -137,24 +148,23 @@ func (g *Ingester) commitTx(ctx context.Context, batch []*pending) (redo bool) {
 		fail(fmt.Errorf("ingest: begin: %w", err))
 		return false
 	}
-	for _, p := range batch {
-		if _, err := tx.ExecContext(ctx, "SAVEPOINT ingest_one"); err != nil {
-			_ = tx.Rollback()
-			fail(fmt.Errorf("ingest: savepoint: %w", err))
+	if !isolate && !g.applyAll(ctx, tx, batch) {
+		// The transaction holds part of the failed request (and SQLite may
+		// have rolled it back already on some errors): start over.
+		_ = tx.Rollback()
+		for _, p := range batch {
+			p.created, p.jobsNew, p.err = false, 0, nil
+		}
+		isolate = true
+		if tx, err = g.cfg.Metadata.BeginTx(ctx); err != nil {
+			fail(fmt.Errorf("ingest: begin: %w", err))
 			return false
 		}
-		p.created, p.jobsNew, p.err = g.apply(ctx, tx, p)
-		if p.err != nil {
-			p.created, p.jobsNew = false, 0
-			if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT ingest_one"); err != nil {
-				_ = tx.Rollback()
-				fail(fmt.Errorf("ingest: rollback to savepoint: %w", err))
-				return false
-			}
-		}
-		if _, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT ingest_one"); err != nil {
+	}
+	if isolate {
+		if err := g.applyEach(ctx, tx, batch); err != nil {
 			_ = tx.Rollback()
-			fail(fmt.Errorf("ingest: release savepoint: %w", err))
+			fail(err)
 			return false
 		}
 	}
@@ -182,6 +192,42 @@ func (g *Ingester) commitTx(ctx context.Context, batch []*pending) (redo bool) {
 		fail(fmt.Errorf("ingest: commit: %w", err))
 	}
 	return false
+}
+
+// applyAll applies the requests of batch in tx, stopping at the first that
+// fails: it returns false, with that request's err set and part of it
+// possibly in tx, which must then be rolled back.
+func (g *Ingester) applyAll(ctx context.Context, tx *sql.Tx, batch []*pending) bool {
+	for _, p := range batch {
+		if p.created, p.jobsNew, p.err = g.apply(ctx, tx, p); p.err != nil {
+			p.created, p.jobsNew = false, 0
+			return false
+		}
+	}
+	return true
+}
+
+// applyEach applies each request of batch in tx under its own savepoint:
+// a request that fails is undone alone (its err set) and the others stay.
+// It returns an error when a savepoint statement failed: tx must then be
+// rolled back and every request failed.
+func (g *Ingester) applyEach(ctx context.Context, tx *sql.Tx, batch []*pending) error {
+	for _, p := range batch {
+		if _, err := tx.ExecContext(ctx, "SAVEPOINT ingest_one"); err != nil {
+			return fmt.Errorf("ingest: savepoint: %w", err)
+		}
+		p.created, p.jobsNew, p.err = g.apply(ctx, tx, p)
+		if p.err != nil {
+			p.created, p.jobsNew = false, 0
+			if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT ingest_one"); err != nil {
+				return fmt.Errorf("ingest: rollback to savepoint: %w", err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT ingest_one"); err != nil {
+			return fmt.Errorf("ingest: release savepoint: %w", err)
+		}
+	}
+	return nil
 }
 
 // apply inserts one instance, its queued results and its jobs.

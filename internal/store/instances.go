@@ -34,11 +34,7 @@ func (s *SQLite) InsertInstanceTx(ctx context.Context, tx *sql.Tx, in *Instance)
 		}
 		pid, pname, acc, birth, words = "", "", "", "", ""
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO instances (`+instanceColumns+`, patient_name_words,
-		patient_birth_date, patient_id_enc, patient_name_enc, accession_number_enc, patient_birth_date_enc,
-		patient_id_bidx, patient_name_bidx, accession_number_bidx)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (sop_instance_uid) DO NOTHING`,
+	res, err := tx.StmtContext(ctx, s.stmts.insertInstance).ExecContext(ctx,
 		in.SOPInstanceUID, in.SOPClassUID, in.StudyInstanceUID, in.SeriesInstanceUID,
 		in.TransferSyntaxUID, pid, pname, in.StudyDate, in.StudyTime, acc,
 		in.StudyDescription, in.SeriesDescription, in.Modality, in.BodyPartExamined, nullInt(in.SeriesNumber),
@@ -79,7 +75,7 @@ func (s *SQLite) GetInstance(ctx context.Context, uid string) (*Instance, error)
 // HasInstance implements InstanceStore.
 func (s *SQLite) HasInstance(ctx context.Context, uid string) (bool, error) {
 	var n int
-	if err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM instances WHERE sop_instance_uid = ?`, uid).Scan(&n); err != nil {
+	if err := s.stmts.hasInstance.QueryRowContext(ctx, uid).Scan(&n); err != nil {
 		return false, fmt.Errorf("store: %w", err)
 	}
 	return n > 0, nil

@@ -89,6 +89,7 @@ func (s *SQLite) sealPHI(in *Instance) (phiRow, error) {
 // insertTerms records the distinct values of the matchable fields (and,
 // with FuzzyPrefix, a new name's prefix tokens).
 func (s *SQLite) insertTerms(ctx context.Context, tx *sql.Tx, in *Instance, r phiRow) error {
+	ins := tx.StmtContext(ctx, s.stmts.insertTerm)
 	for _, f := range []struct {
 		field, v string
 		idx      any
@@ -102,8 +103,7 @@ func (s *SQLite) insertTerms(ctx context.Context, tx *sql.Tx, in *Instance, r ph
 		if err != nil {
 			return fmt.Errorf("store: encrypting %s: %w", f.field, err)
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO phi_terms (field, bidx, enc) VALUES (?, ?, ?)
-			ON CONFLICT (field, bidx) DO NOTHING`, f.field, bidx, enc)
+		res, err := ins.ExecContext(ctx, f.field, bidx, enc)
 		if err != nil {
 			return fmt.Errorf("store: inserting PHI term: %w", err)
 		}
@@ -117,9 +117,9 @@ func (s *SQLite) insertTerms(ctx context.Context, tx *sql.Tx, in *Instance, r ph
 }
 
 func (s *SQLite) insertPrefixes(ctx context.Context, tx *sql.Tx, nameBidx, name string) error {
+	ins := tx.StmtContext(ctx, s.stmts.insertPrefix)
 	for _, tok := range s.prefixTokens(name) {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO phi_name_prefixes (token, name_bidx) VALUES (?, ?)
-			ON CONFLICT (token, name_bidx) DO NOTHING`, tok, nameBidx); err != nil {
+		if _, err := ins.ExecContext(ctx, tok, nameBidx); err != nil {
 			return fmt.Errorf("store: inserting name prefix: %w", err)
 		}
 	}

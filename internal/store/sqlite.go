@@ -65,6 +65,64 @@ type SQLite struct {
 	read  *sql.DB
 	phi   PHICipher
 	fuzzy FuzzyIndex
+	stmts hotStmts
+}
+
+// hotStmts are the statements run for every ingested instance, prepared
+// once: modernc's driver compiles the SQL text of every ExecContext and
+// QueryContext call anew (sqlite3_prepare_v2 was a quarter to a third of
+// InsertInstanceTx's CPU in BenchmarkIngest). Inside a transaction they are used through tx.StmtContext,
+// which reuses the statement already prepared on the write pool's one
+// connection (database/sql prepares it again, once, on a connection that
+// replaced a broken one). Schema changes (migrations, also by another
+// process) are handled by SQLite: a prepared statement recompiles itself
+// when the schema it was compiled against changed.
+type hotStmts struct {
+	// write pool
+	insertInstance *sql.Stmt // insertInstanceSQL
+	insertTerm     *sql.Stmt // insertTermSQL
+	insertPrefix   *sql.Stmt // insertPrefixSQL
+	// read pool: prepared on each of its connections as they are used
+	hasInstance *sql.Stmt // hasInstanceSQL
+}
+
+const (
+	insertInstanceSQL = `INSERT INTO instances (` + instanceColumns + `, patient_name_words,
+		patient_birth_date, patient_id_enc, patient_name_enc, accession_number_enc, patient_birth_date_enc,
+		patient_id_bidx, patient_name_bidx, accession_number_bidx)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (sop_instance_uid) DO NOTHING`
+	insertTermSQL = `INSERT INTO phi_terms (field, bidx, enc) VALUES (?, ?, ?)
+		ON CONFLICT (field, bidx) DO NOTHING`
+	insertPrefixSQL = `INSERT INTO phi_name_prefixes (token, name_bidx) VALUES (?, ?)
+		ON CONFLICT (token, name_bidx) DO NOTHING`
+	hasInstanceSQL = `SELECT count(*) FROM instances WHERE sop_instance_uid = ?`
+)
+
+// prepare prepares each statement of stmts on db and stores it where its
+// key points.
+func prepare(ctx context.Context, db *sql.DB, stmts map[**sql.Stmt]string) error {
+	for dst, q := range stmts {
+		st, err := db.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("store: preparing statements: %w", err)
+		}
+		*dst = st
+	}
+	return nil
+}
+
+// closeStmts closes the prepared statements (before the pools). They stay
+// set: a call after Close gets database/sql's "statement is closed" error,
+// as it got "database is closed" before.
+func (s *SQLite) closeStmts() error {
+	var errs []error
+	for _, st := range []*sql.Stmt{s.stmts.insertInstance, s.stmts.insertTerm, s.stmts.insertPrefix, s.stmts.hasInstance} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
+	return errors.Join(errs...)
 }
 
 var _ InstanceStore = (*SQLite)(nil)
@@ -123,20 +181,34 @@ func OpenSQLite(ctx context.Context, path string, opts SQLiteOptions) (*SQLite, 
 		write.Close()
 		return nil, err
 	}
+	// After the migrations (the tables exist), before setupPHI (which
+	// inserts terms and prefixes).
+	if err := prepare(ctx, write, map[**sql.Stmt]string{
+		&s.stmts.insertInstance: insertInstanceSQL,
+		&s.stmts.insertTerm:     insertTermSQL,
+		&s.stmts.insertPrefix:   insertPrefixSQL,
+	}); err != nil {
+		s.Close()
+		return nil, err
+	}
 	if err := s.setupPHI(ctx); err != nil {
-		write.Close()
+		s.Close()
 		return nil, err
 	}
 	r := common
 	r.Add("_pragma", "query_only(1)")
 	read, err := sql.Open("sqlite", fileURI(abs, r))
 	if err != nil {
-		write.Close()
+		s.Close()
 		return nil, fmt.Errorf("store: opening %s: %w", filepath.Base(abs), err)
 	}
 	read.SetMaxOpenConns(opts.ReadConns)
 	read.SetMaxIdleConns(opts.ReadConns)
 	s.read = read
+	if err := prepare(ctx, read, map[**sql.Stmt]string{&s.stmts.hasInstance: hasInstanceSQL}); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -163,9 +235,9 @@ func (s *SQLite) Path() string { return s.path }
 // holding the database.
 func (s *SQLite) FreeBytes() (uint64, error) { return FreeBytes(filepath.Dir(s.path)) }
 
-// Close closes both pools.
+// Close closes the prepared statements and both pools.
 func (s *SQLite) Close() error {
-	var errs []error
+	errs := []error{s.closeStmts()}
 	if s.read != nil {
 		errs = append(errs, s.read.Close())
 	}

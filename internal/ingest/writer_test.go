@@ -1,0 +1,212 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/radflow/radflow/internal/queue"
+	"github.com/radflow/radflow/internal/store"
+)
+
+var errInjected = errors.New("injected insert failure")
+
+// failingMetadata is a *store.SQLite whose InsertInstanceTx fails for one
+// SOP Instance UID after inserting its row, so the failed request leaves
+// part of itself in the transaction. It counts the inserts attempted.
+type failingMetadata struct {
+	*store.SQLite
+	failUID atomic.Pointer[string]
+	inserts atomic.Int64
+}
+
+func (m *failingMetadata) InsertInstanceTx(ctx context.Context, tx *sql.Tx, in *store.Instance) (bool, error) {
+	m.inserts.Add(1)
+	created, err := m.SQLite.InsertInstanceTx(ctx, tx, in)
+	if f := m.failUID.Load(); err == nil && f != nil && in.SOPInstanceUID == *f {
+		return false, errInjected
+	}
+	return created, err
+}
+
+func newFailing(t *testing.T, e *env, blobs store.BlobStore, cfg Config) (*Ingester, *failingMetadata) {
+	t.Helper()
+	m := &failingMetadata{SQLite: e.db}
+	cfg.Metadata, cfg.Blobs, cfg.Jobs = m, blobs, e.q
+	if cfg.Router == nil {
+		cfg.Router = e.g.cfg.Router
+	}
+	g, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	return g, m
+}
+
+// uids returns the distinct sop_instance_uid values of table, sorted.
+func (e *env) uids(tb testing.TB, table string) []string {
+	tb.Helper()
+	rows, err := e.db.ReadDB().Query(`SELECT DISTINCT sop_instance_uid FROM ` + table + ` ORDER BY 1`)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			tb.Fatal(err)
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+// A batch runs without savepoints; when one request's insert fails, the
+// batch is applied again with a savepoint per request: only that request
+// fails, the others (before and after it in the batch) are committed,
+// and nothing of the failed one stays.
+func TestBatchFailedInsertFailsOnlyItsRequest(t *testing.T) {
+	e := newEnv(t, t.TempDir(), queue.Config{}, Config{})
+	g, m := newFailing(t, e, e.blobs, Config{})
+	var commits atomic.Int64
+	g.commitHook = func() error { commits.Add(1); return nil }
+	mk := func(uid string) *pending {
+		return &pending{in: &store.Instance{SOPInstanceUID: uid, SOPClassUID: "1.2", StudyInstanceUID: "3", SeriesInstanceUID: "3.1",
+			Modality: "CT", Source: store.SourceDIMSE, Size: 1, SHA256: "00", BlobKey: "k" + uid},
+			jobs: []queue.JobArgs{{SOPInstanceUID: uid, Model: "m", Version: "1"}, {SOPInstanceUID: uid, Model: "m", Version: "2"}},
+			done: make(chan struct{})}
+	}
+
+	// Without a failure: one insert per request, no second pass.
+	clean := []*pending{mk("1.1"), mk("1.2"), mk("1.3")}
+	g.commit(clean)
+	for i, p := range clean {
+		if !p.created || p.jobsNew != 2 || p.err != nil {
+			t.Errorf("clean batch, request %d: created %v, jobs %d, err %v", i, p.created, p.jobsNew, p.err)
+		}
+	}
+	if n := m.inserts.Load(); n != 3 {
+		t.Errorf("clean batch: %d inserts, want 3 (one pass)", n)
+	}
+
+	m.inserts.Store(0)
+	fail := "2.2"
+	m.failUID.Store(&fail)
+	batch := []*pending{mk("2.1"), mk(fail), mk("2.3"), mk("1.1")}
+	g.commit(batch)
+	if p := batch[1]; !errors.Is(p.err, errInjected) || p.created || p.jobsNew != 0 {
+		t.Errorf("failing request: created %v, jobs %d, err %v", p.created, p.jobsNew, p.err)
+	}
+	for _, i := range []int{0, 2} {
+		if p := batch[i]; !p.created || p.jobsNew != 2 || p.err != nil {
+			t.Errorf("request %d: created %v, jobs %d, err %v", i, p.created, p.jobsNew, p.err)
+		}
+	}
+	if p := batch[3]; p.created || p.jobsNew != 0 || p.err != nil {
+		t.Errorf("already stored: created %v, jobs %d, err %v", p.created, p.jobsNew, p.err)
+	}
+	// First pass: 2.1, then 2.2 fails; second pass: all four.
+	if n := m.inserts.Load(); n != 6 {
+		t.Errorf("failing batch: %d inserts, want 6 (2 in the first pass, 4 under savepoints)", n)
+	}
+	if c := commits.Load(); c != 2 {
+		t.Errorf("%d commits, want 2 (one per batch)", c)
+	}
+	want := []string{"1.1", "1.2", "1.3", "2.1", "2.3"}
+	for _, table := range []string{"instances", "results"} {
+		if got := e.uids(t, table); !slices.Equal(got, want) {
+			t.Errorf("%s: %v, want %v", table, got, want)
+		}
+	}
+	if n := e.count(t, "results"); n != 10 {
+		t.Errorf("%d results, want 10", n)
+	}
+	if n := e.count(t, "river_job"); n != 10 {
+		t.Errorf("%d jobs, want 10", n)
+	}
+}
+
+// Through Ingest: of three instances committed in one batch, the one
+// whose insert fails returns its error and leaves no row and no blob; the
+// other two are stored with their results and jobs.
+func TestIngestFailedInsertFailsOnlyItsRequest(t *testing.T) {
+	b := ctBytes(t)
+	e := newEnv(t, t.TempDir(), queue.Config{}, Config{})
+	// MaxBatch 3 and a long linger: the three requests share one batch.
+	g, m := newFailing(t, e, e.blobs, Config{MaxBatch: 3, BatchLinger: time.Hour})
+	g.uidHook = distinct("2.25.5151")
+	fail := "2.25.5151.2"
+	m.failUID.Store(&fail)
+	var commits atomic.Int64
+	g.commitHook = func() error { commits.Add(1); return nil }
+	type result struct {
+		out Outcome
+		err error
+	}
+	res := make(chan result, 3)
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			out, err := g.Ingest(context.Background(), bytes.NewReader(b), dimse)
+			res <- result{out, err}
+		})
+	}
+	wg.Wait()
+	close(res)
+	var stored []string
+	for r := range res {
+		switch {
+		case r.out.SOPInstanceUID == fail:
+			if !errors.Is(r.err, errInjected) || r.out.Created {
+				t.Errorf("failing instance: %+v %v", r.out, r.err)
+			}
+		case r.err == nil && r.out.Created && r.out.Jobs == 2:
+			stored = append(stored, r.out.SOPInstanceUID)
+		default:
+			t.Errorf("unexpected result %+v %v", r.out, r.err)
+		}
+	}
+	slices.Sort(stored)
+	if want := []string{"2.25.5151.1", "2.25.5151.3"}; !slices.Equal(stored, want) {
+		t.Fatalf("stored %v, want %v", stored, want)
+	}
+	if c := commits.Load(); c != 1 {
+		t.Errorf("%d commits, want 1", c)
+	}
+	for _, table := range []string{"instances", "results"} {
+		if got := e.uids(t, table); !slices.Equal(got, stored) {
+			t.Errorf("%s: %v, want %v", table, got, stored)
+		}
+	}
+	if n := e.count(t, "river_job"); n != 4 {
+		t.Errorf("%d jobs, want 4", n)
+	}
+	ctx := context.Background()
+	var keys []string
+	for _, uid := range stored {
+		in, err := e.db.GetInstance(ctx, uid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(e.blobs.Root(), filepath.FromSlash(in.BlobKey))); err != nil {
+			t.Errorf("stored instance's blob: %v", err)
+		}
+		keys = append(keys, in.BlobKey)
+	}
+	if f := e.blobFiles(t); len(f) != 2 {
+		t.Errorf("blob files %v, want only the stored instances' %v", f, keys)
+	}
+}
