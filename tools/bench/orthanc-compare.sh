@@ -13,7 +13,7 @@
 # (apt-get install -y orthanc orthanc-dicomweb; the package's system
 # service is not used). Environment:
 #   N      instances per run (default 500)
-#   REPS   runs per figure (default 3)
+#   REPS   runs per figure (default 3), interleaved across servers
 #   SRC    source Part 10 file (default ../shared/dicom/cornerstoneWADOImageLoader/CTImage.dcm)
 #   ORTHANC_SYNC  "true false" (default): Orthanc's SyncStorageArea values to measure
 #   ONLY   "radflow" or "orthanc" to measure one side
@@ -130,6 +130,9 @@ run_one() {
 	local got; got=$(eval "$COUNT_CMD")
 	stop_server
 	rm -rf "$d"
+	# Let the deletion's journal commit (and its discards, on a file system
+	# mounted with -o discard) finish before the next run starts.
+	sync
 	if [ "$got" != "$N" ]; then echo "$server $wl: stored $got of $N" >&2; exit 1; fi
 	python3 -c "print('%.1f' % ($N / ($t1 - $t0)))"
 }
@@ -144,14 +147,29 @@ if [ "$ONLY" != radflow ]; then
 fi
 
 printf '%s distinct instances of %s (%s bytes), median of %s runs, %s CPUs\n' "$N" "$(basename "$SRC")" "$(stat -c %s "$SRC")" "$REPS" "$(nproc)"
+# Runs are interleaved: for each workload and repetition every server runs
+# once, the first server rotating, so that the slow drifts of a shared VM
+# (±20 % over minutes) fall on all servers alike instead of on whichever
+# ran its repetitions first.
+declare -A vals
+for wl in cstore1 cstore4 stow4; do
+	for rep in $(seq 1 "$REPS"); do
+		n=${#servers[@]}
+		for k in $(seq 0 $((n - 1))); do
+			s=${servers[$(((k + rep) % n))]}
+			v=$(run_one "$s" "$wl")
+			vals[$s.$wl]="${vals[$s.$wl]:-} $v"
+			echo "  $s $wl run $rep: $v" >&2
+		done
+	done
+done
 printf '%-32s %14s %14s %14s\n' server "C-STORE x1" "C-STORE x4" "STOW 10/req x4"
+declare -A med
 for s in "${servers[@]}"; do
 	row=()
 	for wl in cstore1 cstore4 stow4; do
-		vals=()
-		for _ in $(seq 1 "$REPS"); do vals+=("$(run_one "$s" "$wl")"); done
-		row+=("$(echo "${vals[@]}" | median)")
-		echo "  $s $wl: ${vals[*]}" >&2
+		med[$s.$wl]=$(echo ${vals[$s.$wl]} | median)
+		row+=("${med[$s.$wl]}")
 	done
 	case $s in
 	radflow) label="radflow (fsync blob+dir+WAL)" ;;
@@ -160,3 +178,12 @@ for s in "${servers[@]}"; do
 	esac
 	printf '%-32s %14s %14s %14s\n' "$label" "${row[@]}"
 done
+if [ "${servers[0]}" = radflow ] && [ ${#servers[@]} -gt 1 ]; then
+	for s in "${servers[@]:1}"; do
+		row=()
+		for wl in cstore1 cstore4 stow4; do
+			row+=("$(python3 -c "print('%.2fx' % (${med[radflow.$wl]} / ${med[$s.$wl]}))")")
+		done
+		printf '%-32s %14s %14s %14s\n' "ratio radflow / ${s#orthanc-}" "${row[@]}"
+	done
+fi
