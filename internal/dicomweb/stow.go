@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/suyashkumar/dicom/pkg/tag"
 )
@@ -152,7 +153,12 @@ func (s *Service) stow(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxRequestBytes)
-	mr := multipart.NewReader(body, boundary)
+	// mime/multipart reads through its own 4 KiB buffer: straight from the
+	// connection that was one read syscall per 4 KiB (about 0.5 ms of
+	// CPU per 0.5 MB part); a large buffer under it makes that a copy.
+	br := getBodyReader(body)
+	defer putBodyReader(br)
+	mr := multipart.NewReader(br, boundary)
 	base := s.baseURL(r)
 	reqID := r.Header.Get("X-Request-ID")
 	var resp StoreResponse
@@ -270,4 +276,23 @@ func (s *Service) stow(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusAccepted
 	}
 	writeDICOMJSON(w, status, resp.Dataset())
+}
+
+// bodyReaderSize is the read-ahead under STOW-RS's multipart reader.
+const bodyReaderSize = 256 << 10
+
+// bodyReaders recycles the STOW-RS read-ahead buffers.
+var bodyReaders sync.Pool
+
+func getBodyReader(r io.Reader) *bufio.Reader {
+	if br, ok := bodyReaders.Get().(*bufio.Reader); ok {
+		br.Reset(r)
+		return br
+	}
+	return bufio.NewReaderSize(r, bodyReaderSize)
+}
+
+func putBodyReader(br *bufio.Reader) {
+	br.Reset(nil)
+	bodyReaders.Put(br)
 }
