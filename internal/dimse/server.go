@@ -790,15 +790,29 @@ func (s *spool) ReadFrom(r io.Reader) (int64, error) {
 	if !ok || lr.N <= 0 || lr.N > math.MaxInt32 || !s.fits(lr.N) {
 		return io.Copy(struct{ io.Writer }{s}, r)
 	}
-	start := len(s.buf)
-	s.buf = slices.Grow(s.buf, int(lr.N))[:start+int(lr.N)]
-	n, err := io.ReadFull(lr, s.buf[start:])
-	s.buf = s.buf[:start+n]
-	if err == io.ErrUnexpectedEOF {
-		err = nil // io.Copy's convention: a short source is not an error
+	// Grow by what arrives, a step at a time, never by the announced
+	// length alone (a peer could announce a PDV and stall).
+	var total int64
+	for lr.N > 0 {
+		step := int(min(lr.N, readFromStep))
+		start := len(s.buf)
+		s.buf = slices.Grow(s.buf, step)[:start+step]
+		n, err := io.ReadFull(lr, s.buf[start:])
+		s.buf = s.buf[:start+n]
+		total += int64(n)
+		if err == io.ErrUnexpectedEOF || err == io.EOF {
+			return total, nil // io.Copy's convention: a short source is not an error
+		}
+		if err != nil {
+			return total, err
+		}
 	}
-	return int64(n), err
+	return total, nil
 }
+
+// readFromStep bounds how far ReadFrom grows the buffer ahead of the
+// bytes received.
+const readFromStep = 64 << 10
 
 // spill moves to a temp file, writing what buf holds.
 func (s *spool) spill() error {
