@@ -14,15 +14,18 @@ const resultColumns = `id, sop_instance_uid, study_instance_uid, model, version,
 // QueueResultTx implements ResultStore.
 func (s *SQLite) QueueResultTx(ctx context.Context, tx *sql.Tx, k ResultKey, study string) error {
 	now := formatTime(time.Now())
-	_, err := tx.ExecContext(ctx, `INSERT INTO results (sop_instance_uid, study_instance_uid, model, version,
-		status, created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?)
-		ON CONFLICT (sop_instance_uid, model, version) DO NOTHING`,
-		k.SOPInstanceUID, study, k.Model, k.Version, now, now)
+	_, err := tx.StmtContext(ctx, s.stmts.queueResult).ExecContext(ctx, k.SOPInstanceUID, study, k.Model, k.Version, now, now)
 	if err != nil {
 		return fmt.Errorf("store: queueing result: %w", err)
 	}
 	return nil
 }
+
+// queueResultSQL inserts a queued result unless the (instance, model
+// version) has one (prepared once: hotStmts).
+const queueResultSQL = `INSERT INTO results (sop_instance_uid, study_instance_uid, model, version,
+	status, created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?)
+	ON CONFLICT (sop_instance_uid, model, version) DO NOTHING`
 
 // MarkRunning implements ResultStore.
 func (s *SQLite) MarkRunning(ctx context.Context, k ResultKey) error {

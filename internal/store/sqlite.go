@@ -82,6 +82,7 @@ type hotStmts struct {
 	insertInstance *sql.Stmt // insertInstanceSQL
 	insertTerm     *sql.Stmt // insertTermSQL
 	insertPrefix   *sql.Stmt // insertPrefixSQL
+	queueResult    *sql.Stmt // queueResultSQL
 	// read pool: prepared on each of its connections as they are used
 	hasInstance *sql.Stmt // hasInstanceSQL
 }
@@ -117,7 +118,7 @@ func prepare(ctx context.Context, db *sql.DB, stmts map[**sql.Stmt]string) error
 // as it got "database is closed" before.
 func (s *SQLite) closeStmts() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.stmts.insertInstance, s.stmts.insertTerm, s.stmts.insertPrefix, s.stmts.hasInstance} {
+	for _, st := range []*sql.Stmt{s.stmts.insertInstance, s.stmts.insertTerm, s.stmts.insertPrefix, s.stmts.queueResult, s.stmts.hasInstance} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
@@ -187,6 +188,7 @@ func OpenSQLite(ctx context.Context, path string, opts SQLiteOptions) (*SQLite, 
 		&s.stmts.insertInstance: insertInstanceSQL,
 		&s.stmts.insertTerm:     insertTermSQL,
 		&s.stmts.insertPrefix:   insertPrefixSQL,
+		&s.stmts.queueResult:    queueResultSQL,
 	}); err != nil {
 		s.Close()
 		return nil, err
