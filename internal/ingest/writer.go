@@ -196,12 +196,34 @@ func (g *Ingester) commitTx(ctx context.Context, batch []*pending, isolate bool)
 
 // applyAll applies the requests of batch in tx, stopping at the first that
 // fails: it returns false, with that request's err set and part of it
-// possibly in tx, which must then be rolled back.
+// possibly in tx, which must then be rolled back. The jobs of the whole
+// batch go to the queue in one insert (River prepares its statements per
+// call); when that insert fails or reports a job as a duplicate, it
+// returns false too, with no request's err set, and the batch is applied
+// again request by request (applyEach), which counts each one's jobs.
 func (g *Ingester) applyAll(ctx context.Context, tx *sql.Tx, batch []*pending) bool {
+	var jobs []queue.JobArgs
 	for _, p := range batch {
-		if p.created, p.jobsNew, p.err = g.apply(ctx, tx, p); p.err != nil {
-			p.created, p.jobsNew = false, 0
+		created, err := g.applyRows(ctx, tx, p)
+		if err != nil {
+			p.created, p.jobsNew, p.err = false, 0, err
 			return false
+		}
+		p.created, p.jobsNew = created, 0
+		if created {
+			jobs = append(jobs, p.jobs...)
+		}
+	}
+	if len(jobs) == 0 {
+		return true
+	}
+	n, err := g.cfg.Jobs.EnqueueTx(ctx, tx, jobs)
+	if err != nil || n != len(jobs) {
+		return false
+	}
+	for _, p := range batch {
+		if p.created {
+			p.jobsNew = len(p.jobs)
 		}
 	}
 	return true
@@ -232,18 +254,26 @@ func (g *Ingester) applyEach(ctx context.Context, tx *sql.Tx, batch []*pending) 
 
 // apply inserts one instance, its queued results and its jobs.
 func (g *Ingester) apply(ctx context.Context, tx *sql.Tx, p *pending) (created bool, jobs int, err error) {
-	created, err = g.cfg.Metadata.InsertInstanceTx(ctx, tx, p.in)
-	if err != nil || !created {
+	if created, err = g.applyRows(ctx, tx, p); err != nil || !created {
 		return false, 0, err
-	}
-	for _, j := range p.jobs {
-		if err := g.cfg.Metadata.QueueResultTx(ctx, tx, j.ResultKey(), p.in.StudyInstanceUID); err != nil {
-			return false, 0, err
-		}
 	}
 	n, err := g.cfg.Jobs.EnqueueTx(ctx, tx, p.jobs)
 	if err != nil {
 		return false, 0, err
 	}
 	return true, n, nil
+}
+
+// applyRows inserts one instance and, when it is new, its queued results.
+func (g *Ingester) applyRows(ctx context.Context, tx *sql.Tx, p *pending) (created bool, err error) {
+	created, err = g.cfg.Metadata.InsertInstanceTx(ctx, tx, p.in)
+	if err != nil || !created {
+		return false, err
+	}
+	for _, j := range p.jobs {
+		if err := g.cfg.Metadata.QueueResultTx(ctx, tx, j.ResultKey(), p.in.StudyInstanceUID); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
 }
