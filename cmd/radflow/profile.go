@@ -13,8 +13,9 @@ import (
 // Performance): RADFLOW_CPUPROFILE=FILE writes a pprof CPU profile and
 // RADFLOW_TRACE=FILE a runtime execution trace (go tool trace) of the
 // whole run, and RADFLOW_ALLOCPROFILE=FILE the allocations (pprof allocs:
-// alloc_space, alloc_objects) written when the run ends. The returned function stops them and closes the files. A
-// file that cannot be created is reported on stderr and skipped.
+// alloc_space, alloc_objects) written when the run ends. The returned
+// function stops them and closes the files. A file that cannot be created
+// is reported on stderr and skipped.
 func startProfiling(stderr io.Writer) (stop func()) {
 	var stops []func()
 	for _, d := range []struct {

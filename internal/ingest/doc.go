@@ -12,8 +12,9 @@
 //
 // Group commit: one writer goroutine commits the requests that queued up
 // while the previous commit was being fsynced in a single transaction
-// (each under its own savepoint, so one bad row fails alone), so N
-// concurrent senders share one WAL fsync instead of paying N. With a blob
+// (one bad request fails alone: the batch is then rebuilt with a
+// savepoint per request), so N concurrent senders share one WAL fsync
+// instead of paying N. With a blob
 // store that writes now and syncs later (store.FS.PutNewBytes) a request
 // reaches the writer while its blob is still being fsynced: the writer
 // builds the transaction meanwhile and COMMITs only after every blob of

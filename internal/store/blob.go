@@ -387,7 +387,7 @@ func (f *FS) SyncDirs(ctx context.Context, keys ...string) error {
 // put writes through a temporary file, renamed and directory-synced
 // (putViaTemp), or in place (PutNew, PutNewDurable). body writes the
 // bytes into the file and returns their plain size and SHA-256 (hex;
-// PutNewDurableBytes hashes them itself).
+// PutNewBytes hashes them itself).
 func (f *FS) put(ctx context.Context, key string, mode putMode, body func(*os.File) (int64, string, error)) (BlobInfo, error) {
 	w, err := f.write(ctx, key, mode, body)
 	if err != nil {

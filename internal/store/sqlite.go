@@ -85,6 +85,8 @@ type hotStmts struct {
 	queueResult    *sql.Stmt // queueResultSQL
 	// read pool: prepared on each of its connections as they are used
 	hasInstance *sql.Stmt // hasInstanceSQL
+
+	all []*sql.Stmt // every statement prepare made, for closeStmts
 }
 
 const (
@@ -101,14 +103,15 @@ const (
 )
 
 // prepare prepares each statement of stmts on db and stores it where its
-// key points.
-func prepare(ctx context.Context, db *sql.DB, stmts map[**sql.Stmt]string) error {
+// key points (and in s.stmts.all, for closeStmts).
+func (s *SQLite) prepare(ctx context.Context, db *sql.DB, stmts map[**sql.Stmt]string) error {
 	for dst, q := range stmts {
 		st, err := db.PrepareContext(ctx, q)
 		if err != nil {
 			return fmt.Errorf("store: preparing statements: %w", err)
 		}
 		*dst = st
+		s.stmts.all = append(s.stmts.all, st)
 	}
 	return nil
 }
@@ -118,10 +121,8 @@ func prepare(ctx context.Context, db *sql.DB, stmts map[**sql.Stmt]string) error
 // as it got "database is closed" before.
 func (s *SQLite) closeStmts() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.stmts.insertInstance, s.stmts.insertTerm, s.stmts.insertPrefix, s.stmts.queueResult, s.stmts.hasInstance} {
-		if st != nil {
-			errs = append(errs, st.Close())
-		}
+	for _, st := range s.stmts.all {
+		errs = append(errs, st.Close())
 	}
 	return errors.Join(errs...)
 }
@@ -184,7 +185,7 @@ func OpenSQLite(ctx context.Context, path string, opts SQLiteOptions) (*SQLite, 
 	}
 	// After the migrations (the tables exist), before setupPHI (which
 	// inserts terms and prefixes).
-	if err := prepare(ctx, write, map[**sql.Stmt]string{
+	if err := s.prepare(ctx, write, map[**sql.Stmt]string{
 		&s.stmts.insertInstance: insertInstanceSQL,
 		&s.stmts.insertTerm:     insertTermSQL,
 		&s.stmts.insertPrefix:   insertPrefixSQL,
@@ -207,7 +208,7 @@ func OpenSQLite(ctx context.Context, path string, opts SQLiteOptions) (*SQLite, 
 	read.SetMaxOpenConns(opts.ReadConns)
 	read.SetMaxIdleConns(opts.ReadConns)
 	s.read = read
-	if err := prepare(ctx, read, map[**sql.Stmt]string{&s.stmts.hasInstance: hasInstanceSQL}); err != nil {
+	if err := s.prepare(ctx, read, map[**sql.Stmt]string{&s.stmts.hasInstance: hasInstanceSQL}); err != nil {
 		s.Close()
 		return nil, err
 	}
