@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/suyashkumar/dicom/pkg/tag"
@@ -120,6 +121,16 @@ type Metadata interface {
 	FreeBytes() (uint64, error)
 }
 
+// walSyncer is a Metadata whose transactions can commit without waiting
+// for their fsync, made durable later by SyncWAL (*store.SQLite): the
+// writer commits a batch and hands it to the syncer, which fsyncs the log
+// for every batch committed meanwhile while the writer goes on with the
+// next batch.
+type walSyncer interface {
+	BeginUnsyncedTx(ctx context.Context) (*sql.Tx, func(), error)
+	SyncWAL() error
+}
+
 // Jobs is what Ingest needs from the queue (*queue.Queue).
 type Jobs interface {
 	EnqueueTx(ctx context.Context, tx *sql.Tx, jobs []queue.JobArgs) (int, error)
@@ -128,6 +139,7 @@ type Jobs interface {
 
 var (
 	_ Metadata  = (*store.SQLite)(nil)
+	_ walSyncer = (*store.SQLite)(nil)
 	_ Jobs      = (*queue.Queue)(nil)
 	_ dirSyncer = (*store.FS)(nil)
 
@@ -183,6 +195,12 @@ type Ingester struct {
 	depth cached
 	free  cached
 
+	// walErr is the first failed SyncWAL: commits after it cannot be
+	// trusted to be durable (the kernel may have dropped the pages), so
+	// every later Ingest fails with it until radflow is restarted and
+	// SQLite recovers its log. Set by the syncer.
+	walErr atomic.Pointer[error]
+
 	// test hooks
 	uidHook    func(in *store.Instance) // rewrites UIDs after parsing (benchmark)
 	commitHook func() error             // runs before COMMIT; an error aborts it
@@ -225,6 +243,15 @@ func (g *Ingester) Close() error {
 	return nil
 }
 
+// Err returns the failure that stops Ingest until restart (a failed fsync
+// of the metadata log), or nil. /readyz reports it.
+func (g *Ingester) Err() error {
+	if e := g.walErr.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
 // IngestFile ingests the Part 10 file (or bare data set) at path, e.g. a
 // DIMSE receiver's spool file. The file is not removed.
 func (g *Ingester) IngestFile(ctx context.Context, path string, info SourceInfo) (Outcome, error) {
@@ -255,6 +282,9 @@ func (g *Ingester) IngestFile(ctx context.Context, path string, info SourceInfo)
 func (g *Ingester) Ingest(ctx context.Context, r io.Reader, info SourceInfo) (Outcome, error) {
 	if info.Source != store.SourceDIMSE && info.Source != store.SourceSTOW && info.Source != store.SourceResult {
 		return Outcome{}, fmt.Errorf("ingest: unknown source %q", info.Source)
+	}
+	if err := g.walErr.Load(); err != nil {
+		return Outcome{}, *err
 	}
 	var b []byte
 	if buf, ok := r.(*bytes.Buffer); ok {
@@ -364,7 +394,7 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, info SourceInfo) (Ou
 	// Wait even if ctx ends: the batch may still commit, and the blob must
 	// stay exactly when the row does. The writer bounds the wait.
 	<-p.done
-	if p.err != nil || !p.created {
+	if (p.err != nil || !p.created) && !p.committed {
 		p.waitBlob() // the writer may have failed before waiting for it
 		g.deleteBlob(in.BlobKey)
 	}

@@ -310,7 +310,7 @@ func TestBatchSavepointIsolation(t *testing.T) {
 			done: make(chan struct{})}
 	}
 	batch := []*pending{mk("1.1", store.SourceSTOW), mk("1.2", "bogus"), mk("1.3", store.SourceDIMSE), mk("1.1", store.SourceSTOW)}
-	e.g.commit(batch)
+	commitNow(e.g, batch)
 	if !batch[0].created || batch[0].jobsNew != 1 || batch[0].err != nil {
 		t.Errorf("first: %+v", batch[0])
 	}

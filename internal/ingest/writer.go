@@ -24,8 +24,11 @@ type pending struct {
 
 	done    chan struct{}
 	created bool
-	jobsNew int
-	err     error
+	// committed: the row was committed (its blob must stay even when the
+	// commit is then reported failed because the log's fsync failed).
+	committed bool
+	jobsNew   int
+	err       error
 }
 
 // waitBlob waits until the blob is durable or failed and returns
@@ -44,10 +47,27 @@ func (p *pending) waitBlob() error {
 // distinct directory: blobs of the same minute share one), builds one
 // transaction for the batch (without a savepoint per request unless one
 // fails, see commitTx) while blobs still being fsynced (pending.synced)
-// finish, commits it once all of them are durable — one fsync of the WAL
-// for the whole batch — and wakes their callers.
+// finish, and commits it once all of them are durable.
+//
+// With a Metadata that can defer the log's fsync (walSyncer, the SQLite
+// store), the COMMIT does not wait for the device: the batch goes to the
+// syncer goroutine, which fsyncs the write-ahead log once for every batch
+// committed meanwhile and only then wakes their callers, while the writer
+// already builds the next batch. Otherwise the COMMIT itself fsyncs (one
+// fsync of the WAL for the whole batch) and the callers are woken after it.
 func (g *Ingester) writer() {
 	defer close(g.done)
+	ws, _ := g.cfg.Metadata.(walSyncer)
+	var syncq chan []*pending
+	if ws != nil {
+		syncq = make(chan []*pending, 64)
+		stopped := make(chan struct{})
+		go g.syncer(ws, syncq, stopped)
+		defer func() {
+			close(syncq)
+			<-stopped
+		}()
+	}
 	for p := range g.reqs {
 		batch := []*pending{p}
 		batch = g.drain(batch)
@@ -67,8 +87,54 @@ func (g *Ingester) writer() {
 			}
 			t.Stop()
 		}
-		g.commit(batch)
+		g.commit(batch, ws, syncq)
 	}
+}
+
+// syncer wakes the callers of committed batches once the write-ahead log
+// holding them is durable: one SyncWAL for every batch that arrived while
+// the previous one ran (group commit of the fsync itself).
+func (g *Ingester) syncer(ws walSyncer, q <-chan []*pending, stopped chan<- struct{}) {
+	defer close(stopped)
+	for group := range q {
+	more:
+		for {
+			select {
+			case b, ok := <-q:
+				if !ok {
+					break more
+				}
+				group = append(group, b...)
+			default:
+				break more
+			}
+		}
+		err := g.syncWAL(ws)
+		for _, p := range group {
+			if err != nil {
+				p.err, p.created, p.jobsNew = err, false, 0
+			}
+			close(p.done)
+		}
+	}
+}
+
+// syncWAL runs ws.SyncWAL unless one failed before: after a failed fsync
+// the kernel may have dropped the log's pages and a later fsync can
+// succeed without writing them, so the failure is sticky (Ingest refuses
+// everything after it until restart, when SQLite recovers its log).
+func (g *Ingester) syncWAL(ws walSyncer) error {
+	if e := g.walErr.Load(); e != nil {
+		return *e
+	}
+	if err := ws.SyncWAL(); err != nil {
+		err = fmt.Errorf("ingest: committed instances may not be durable (restart radflow): %w", err)
+		if g.walErr.CompareAndSwap(nil, &err) {
+			g.log.Error("ingest: fsync of the metadata log failed; refusing instances until restart", "err", err.Error())
+		}
+		return *g.walErr.Load()
+	}
+	return nil
 }
 
 func (g *Ingester) drain(batch []*pending) []*pending {
@@ -88,18 +154,27 @@ func (g *Ingester) drain(batch []*pending) []*pending {
 
 // commit applies the batch's requests and commits them; one bad request
 // does not fail the others (see commitTx). When the commit fails, every
-// request in it fails.
-func (g *Ingester) commit(batch []*pending) {
+// request in it fails. Requests whose rows were committed unsynced (ws
+// not nil) are woken by the syncer; the others at once.
+func (g *Ingester) commit(batch []*pending, ws walSyncer, syncq chan<- []*pending) {
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.CommitTimeout)
 	defer cancel()
 	defer func() {
+		var toSync []*pending
 		for _, p := range batch {
-			close(p.done)
+			if p.committed && syncq != nil {
+				toSync = append(toSync, p)
+			} else {
+				close(p.done)
+			}
+		}
+		if len(toSync) > 0 {
+			syncq <- toSync
 		}
 	}()
 	isolate := false
 	for live := batch; len(live) > 0; {
-		if !g.commitTx(ctx, live, isolate) {
+		if !g.commitTx(ctx, live, isolate, ws) {
 			return
 		}
 		// A blob was not made durable: its request failed and the
@@ -121,7 +196,7 @@ func (g *Ingester) commit(batch []*pending) {
 // rolled back and built again with each request under its own savepoint,
 // so that only the failing requests fail; with isolate, it is built that
 // way at once.
-func (g *Ingester) commitTx(ctx context.Context, batch []*pending, isolate bool) (redo bool) {
+func (g *Ingester) commitTx(ctx context.Context, batch []*pending, isolate bool, ws walSyncer) (redo bool) {
 	fail := func(err error) {
 		for _, p := range batch {
 			if p.err == nil {
@@ -143,7 +218,22 @@ func (g *Ingester) commitTx(ctx context.Context, batch []*pending, isolate bool)
 			return false
 		}
 	}
-	tx, err := g.cfg.Metadata.BeginTx(ctx)
+	// With ws, the transaction commits without its fsync (the syncer's
+	// SyncWAL makes it durable); release gives the connection back after
+	// COMMIT or ROLLBACK.
+	release := func() {}
+	begin := func() (*sql.Tx, error) {
+		if ws == nil {
+			return g.cfg.Metadata.BeginTx(ctx)
+		}
+		tx, done, err := ws.BeginUnsyncedTx(ctx)
+		if err == nil {
+			release = done
+		}
+		return tx, err
+	}
+	defer func() { release() }()
+	tx, err := begin()
 	if err != nil {
 		fail(fmt.Errorf("ingest: begin: %w", err))
 		return false
@@ -152,11 +242,13 @@ func (g *Ingester) commitTx(ctx context.Context, batch []*pending, isolate bool)
 		// The transaction holds part of the failed request (and SQLite may
 		// have rolled it back already on some errors): start over.
 		_ = tx.Rollback()
+		release()
+		release = func() {}
 		for _, p := range batch {
 			p.created, p.jobsNew, p.err = false, 0, nil
 		}
 		isolate = true
-		if tx, err = g.cfg.Metadata.BeginTx(ctx); err != nil {
+		if tx, err = begin(); err != nil {
 			fail(fmt.Errorf("ingest: begin: %w", err))
 			return false
 		}
@@ -190,6 +282,10 @@ func (g *Ingester) commitTx(ctx context.Context, batch []*pending, isolate bool)
 	}
 	if err := tx.Commit(); err != nil {
 		fail(fmt.Errorf("ingest: commit: %w", err))
+		return false
+	}
+	for _, p := range batch {
+		p.committed = p.err == nil && p.created
 	}
 	return false
 }

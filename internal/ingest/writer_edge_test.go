@@ -67,7 +67,7 @@ func TestBatchInsertAndBlobFailuresTogether(t *testing.T) {
 		} else {
 			m.failUID.Store(nil)
 		}
-		g.commit(batch)
+		commitNow(g, batch)
 		for j, p := range batch {
 			var ok bool
 			switch order[j] {

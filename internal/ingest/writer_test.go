@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -92,7 +93,7 @@ func TestBatchFailedInsertFailsOnlyItsRequest(t *testing.T) {
 
 	// Without a failure: one insert per request, no second pass.
 	clean := []*pending{mk("1.1"), mk("1.2"), mk("1.3")}
-	g.commit(clean)
+	commitNow(g, clean)
 	for i, p := range clean {
 		if !p.created || p.jobsNew != 2 || p.err != nil {
 			t.Errorf("clean batch, request %d: created %v, jobs %d, err %v", i, p.created, p.jobsNew, p.err)
@@ -106,7 +107,7 @@ func TestBatchFailedInsertFailsOnlyItsRequest(t *testing.T) {
 	fail := "2.2"
 	m.failUID.Store(&fail)
 	batch := []*pending{mk("2.1"), mk(fail), mk("2.3"), mk("1.1")}
-	g.commit(batch)
+	commitNow(g, batch)
 	if p := batch[1]; !errors.Is(p.err, errInjected) || p.created || p.jobsNew != 0 {
 		t.Errorf("failing request: created %v, jobs %d, err %v", p.created, p.jobsNew, p.err)
 	}
@@ -208,5 +209,70 @@ func TestIngestFailedInsertFailsOnlyItsRequest(t *testing.T) {
 	}
 	if f := e.blobFiles(t); len(f) != 2 {
 		t.Errorf("blob files %v, want only the stored instances' %v", f, keys)
+	}
+}
+
+// commitNow commits batch as the writer does (through the syncer when the
+// metadata store defers its fsync) and returns once every request in it
+// has been woken.
+func commitNow(g *Ingester, batch []*pending) {
+	ws, _ := g.cfg.Metadata.(walSyncer)
+	if ws == nil {
+		g.commit(batch, nil, nil)
+		return
+	}
+	q := make(chan []*pending, 1)
+	stopped := make(chan struct{})
+	go g.syncer(ws, q, stopped)
+	g.commit(batch, ws, q)
+	close(q)
+	<-stopped
+}
+
+// failingWAL is the SQLite store whose log fsync fails.
+type failingWAL struct {
+	*store.SQLite
+	err error
+}
+
+func (f failingWAL) SyncWAL() error { return f.err }
+
+// A failed fsync of the log fails the instances whose commit it was to
+// make durable, keeps their committed rows' blobs (a row never points to a
+// deleted blob), and refuses every later instance: after a failed fsync
+// the kernel may have dropped the pages, so nothing is acknowledged until
+// a restart has SQLite recover its log.
+func TestFailedWALSyncIsSticky(t *testing.T) {
+	b := ctBytes(t)
+	e := newEnv(t, t.TempDir(), queue.Config{}, Config{})
+	eio := errors.New("input/output error")
+	g, err := New(Config{Metadata: failingWAL{e.db, eio}, Blobs: e.blobs, Jobs: e.q, Router: e.g.cfg.Router})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	ctx := context.Background()
+	out, err := g.Ingest(ctx, bytes.NewReader(b), dimse)
+	if !errors.Is(err, eio) || out.Created {
+		t.Fatalf("first: %+v, err %v; want the fsync's error", out, err)
+	}
+	if n := e.count(t, "instances"); n != 1 {
+		t.Errorf("%d instance rows; the commit itself succeeded, want 1", n)
+	}
+	if f := e.blobFiles(t); len(f) != 1 {
+		t.Errorf("blobs %v: the committed row's blob must stay", f)
+	}
+	other := bytes.Replace(b, []byte(ctUID), []byte(strings.Replace(ctUID, ".109", ".108", 1)), -1)
+	if _, err := g.Ingest(ctx, bytes.NewReader(other), dimse); !errors.Is(err, eio) {
+		t.Errorf("after the failure: err %v, want it refused with the fsync's error", err)
+	}
+	if n := e.count(t, "instances"); n != 1 {
+		t.Errorf("%d instance rows after a refused ingest, want 1", n)
+	}
+	if err := g.Err(); !errors.Is(err, eio) {
+		t.Errorf("Err() = %v, want the fsync's error (for /readyz)", err)
+	}
+	if err := e.g.Err(); err != nil {
+		t.Errorf("a healthy ingester's Err() = %v", err)
 	}
 }

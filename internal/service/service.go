@@ -464,7 +464,8 @@ func (s *Service) TLS() (http, dicom bool) {
 }
 
 // readyChecks are /readyz's: the database answers, the queue depth can be
-// read, models are loaded, and the data volume has MinFreeDisk free.
+// read, models are loaded, the data volume has MinFreeDisk free, and
+// neither the audit trail nor ingest stopped on a failed fsync.
 func (s *Service) readyChecks() map[string]api.Check {
 	return map[string]api.Check{
 		"db": func(ctx context.Context) error { return s.db.ReadDB().PingContext(ctx) },
@@ -485,6 +486,7 @@ func (s *Service) readyChecks() map[string]api.Check {
 			}
 			return s.trail.Err()
 		},
+		"ingest": func(context.Context) error { return s.ingest.Err() },
 	}
 }
 

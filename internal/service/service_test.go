@@ -335,7 +335,7 @@ func TestReadyzAndMetrics(t *testing.T) {
 		Status string            `json:"status"`
 		Checks map[string]string `json:"checks"`
 	}
-	if code := getJSON(t, s, base(s)+"/readyz", &ready); code != 200 || ready.Status != "ready" || len(ready.Checks) != 5 || ready.Checks["audit"] != "ok" {
+	if code := getJSON(t, s, base(s)+"/readyz", &ready); code != 200 || ready.Status != "ready" || len(ready.Checks) != 6 || ready.Checks["audit"] != "ok" || ready.Checks["ingest"] != "ok" {
 		t.Fatalf("readyz: %d %+v", code, ready)
 	}
 	if out, err := storescu(t, s.DICOMAddr(), sharedPath(t, chestName)); err != nil {

@@ -30,3 +30,23 @@ func directIO(f *os.File, on bool) bool {
 	})
 	return ok
 }
+
+// fdatasync flushes f's data and the metadata needed to read it back (its
+// size), not its timestamps.
+func fdatasync(f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		for {
+			if serr = unix.Fdatasync(int(fd)); serr != unix.EINTR {
+				return
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	return serr
+}

@@ -49,8 +49,11 @@ type SQLiteOptions struct {
 // fsyncs the write-ahead log before it returns: an acknowledged row
 // survives kill -9 and power loss (as far as the disk honours fsync).
 // synchronous=NORMAL would survive kill -9 but may lose the last commits
-// on power loss, so it is not used; group commit (package ingest) amortises
-// the fsync instead.
+// on power loss, so it is not the setting; group commit (package ingest)
+// amortises the fsync instead. The one exception is BeginUnsyncedTx,
+// whose commits are made durable by a later SyncWAL (package ingest
+// answers none of their instances before it): the ingest writer commits
+// the next batch while the previous batch's log is being fsynced.
 //
 // Connections: a write pool of one connection (every write in this process
 // is serialised there, as River's SQLite driver recommends, so no
@@ -66,6 +69,7 @@ type SQLite struct {
 	phi   PHICipher
 	fuzzy FuzzyIndex
 	stmts hotStmts
+	wal   walFile // for SyncWAL
 }
 
 // hotStmts are the statements run for every ingested instance, prepared
@@ -244,7 +248,7 @@ func (s *SQLite) Close() error {
 	if s.read != nil {
 		errs = append(errs, s.read.Close())
 	}
-	errs = append(errs, s.write.Close())
+	errs = append(errs, s.write.Close(), s.closeWAL())
 	return errors.Join(errs...)
 }
 

@@ -17,6 +17,8 @@
 #   SRC    source Part 10 file (default ../shared/dicom/cornerstoneWADOImageLoader/CTImage.dcm)
 #   ORTHANC_SYNC  "true false" (default): Orthanc's SyncStorageArea values to measure
 #   ONLY   "radflow" or "orthanc" to measure one side
+#   WORKLOADS  subset of "cstore1 cstore4 stow4" (default all three)
+#   RADFLOW_BIN  a radflow binary to measure (default: built from this tree)
 #   KEEP   1 keeps the temporary directory
 # Durability differs (see docs/operations.md, Performance): radflow
 # acknowledges after the blob fsync, its directory fsync and a WAL fsync
@@ -45,7 +47,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-go build -o "$TMP/radflow" ./cmd/radflow
+if [ -n "${RADFLOW_BIN:-}" ]; then cp "$RADFLOW_BIN" "$TMP/radflow"; else go build -o "$TMP/radflow" ./cmd/radflow; fi
 go build -o "$TMP/loadgen" ./tools/bench/loadgen
 "$TMP/loadgen" copies -src "$SRC" -out "$TMP/files" -n "$N"
 # Write the fresh copies back before measuring: on ext4 (data=ordered) an
@@ -152,7 +154,8 @@ printf '%s distinct instances of %s (%s bytes), median of %s runs, %s CPUs\n' "$
 # (±20 % over minutes) fall on all servers alike instead of on whichever
 # ran its repetitions first.
 declare -A vals
-for wl in cstore1 cstore4 stow4; do
+WORKLOADS=${WORKLOADS:-cstore1 cstore4 stow4}
+for wl in $WORKLOADS; do
 	for rep in $(seq 1 "$REPS"); do
 		n=${#servers[@]}
 		for k in $(seq 0 $((n - 1))); do
@@ -168,6 +171,7 @@ declare -A med
 for s in "${servers[@]}"; do
 	row=()
 	for wl in cstore1 cstore4 stow4; do
+		[ -n "${vals[$s.$wl]:-}" ] || { row+=(-); continue; }
 		med[$s.$wl]=$(echo ${vals[$s.$wl]} | median)
 		row+=("${med[$s.$wl]}")
 	done
@@ -182,6 +186,7 @@ if [ "${servers[0]}" = radflow ] && [ ${#servers[@]} -gt 1 ]; then
 	for s in "${servers[@]:1}"; do
 		row=()
 		for wl in cstore1 cstore4 stow4; do
+			[ -n "${med[radflow.$wl]:-}" ] || { row+=(-); continue; }
 			row+=("$(python3 -c "print('%.2fx' % (${med[radflow.$wl]} / ${med[$s.$wl]}))")")
 		done
 		printf '%-32s %14s %14s %14s\n' "ratio radflow / ${s#orthanc-}" "${row[@]}"
