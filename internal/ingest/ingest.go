@@ -280,11 +280,37 @@ func (g *Ingester) IngestFile(ctx context.Context, path string, info SourceInfo)
 // parsing failed), ErrBusy (wrapping store.ErrStorageFull for disk space),
 // ErrClosed, ctx's error, or a storage error.
 func (g *Ingester) Ingest(ctx context.Context, r io.Reader, info SourceInfo) (Outcome, error) {
+	out, durable, err := g.IngestUnsynced(ctx, r, info)
+	if err != nil {
+		return out, err
+	}
+	if err := durable(); err != nil {
+		out.Created, out.Jobs = false, 0
+		return out, err
+	}
+	return out, nil
+}
+
+// IngestUnsynced is Ingest returning as soon as the outcome is decided:
+// the instance's row committed (visible to readers) or the instance
+// refused, but the commit not yet durable. durable (never nil when err is
+// nil) waits until it is and must then be called exactly once: it returns
+// nil once the instance may be acknowledged, or the error that keeps it
+// from being acknowledged (a failed fsync of the metadata log; the row
+// stays committed and Ingest refuses everything after it, see Err). Until
+// durable returns, a concurrent Ingest of the same SOP Instance UID waits.
+//
+// The caller uses the time for work that needs the outcome but not its
+// durability: package service appends the instance's audit record, so
+// that the record's fsync and the log's run side by side.
+//
+// errors: as Ingest.
+func (g *Ingester) IngestUnsynced(ctx context.Context, r io.Reader, info SourceInfo) (out Outcome, durable func() error, err error) {
 	if info.Source != store.SourceDIMSE && info.Source != store.SourceSTOW && info.Source != store.SourceResult {
-		return Outcome{}, fmt.Errorf("ingest: unknown source %q", info.Source)
+		return Outcome{}, nil, fmt.Errorf("ingest: unknown source %q", info.Source)
 	}
 	if err := g.walErr.Load(); err != nil {
-		return Outcome{}, *err
+		return Outcome{}, nil, *err
 	}
 	var b []byte
 	if buf, ok := r.(*bytes.Buffer); ok {
@@ -297,49 +323,54 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, info SourceInfo) (Ou
 		buf := GetBuffer(0)
 		defer PutBuffer(buf)
 		if _, err := buf.ReadFrom(io.LimitReader(r, g.cfg.MaxInstanceSize+1)); err != nil {
-			return Outcome{}, fmt.Errorf("ingest: reading instance: %w", err)
+			return Outcome{}, nil, fmt.Errorf("ingest: reading instance: %w", err)
 		}
 		b = buf.Bytes()
 	}
 	if int64(len(b)) > g.cfg.MaxInstanceSize {
-		return Outcome{}, fmt.Errorf("%w: larger than %d bytes", ErrInvalid, g.cfg.MaxInstanceSize)
+		return Outcome{}, nil, fmt.Errorf("%w: larger than %d bytes", ErrInvalid, g.cfg.MaxInstanceSize)
 	}
 	in, err := metadata(b, info)
 	if err != nil {
-		return Outcome{}, err
+		return Outcome{}, nil, err
 	}
 	if g.uidHook != nil {
 		g.uidHook(in)
 	}
-	out := Outcome{SOPInstanceUID: in.SOPInstanceUID, StudyInstanceUID: in.StudyInstanceUID, SOPClassUID: in.SOPClassUID,
+	out = Outcome{SOPInstanceUID: in.SOPInstanceUID, StudyInstanceUID: in.StudyInstanceUID, SOPClassUID: in.SOPClassUID,
 		SeriesInstanceUID: in.SeriesInstanceUID}
 	if info.SOPClassUID != "" && info.SOPClassUID != in.SOPClassUID {
-		return out, fmt.Errorf("%w: SOP Class UID %s, request announced %s", ErrMismatch, in.SOPClassUID, info.SOPClassUID)
+		return out, nil, fmt.Errorf("%w: SOP Class UID %s, request announced %s", ErrMismatch, in.SOPClassUID, info.SOPClassUID)
 	}
 	if info.SOPInstanceUID != "" && info.SOPInstanceUID != in.SOPInstanceUID {
-		return out, fmt.Errorf("%w: SOP Instance UID %s, request announced %s", ErrMismatch, in.SOPInstanceUID, info.SOPInstanceUID)
+		return out, nil, fmt.Errorf("%w: SOP Instance UID %s, request announced %s", ErrMismatch, in.SOPInstanceUID, info.SOPInstanceUID)
 	}
 	if info.StudyInstanceUID != "" && info.StudyInstanceUID != in.StudyInstanceUID {
-		return out, fmt.Errorf("%w: Study Instance UID %s, request addressed %s", ErrStudyMismatch, in.StudyInstanceUID, info.StudyInstanceUID)
+		return out, nil, fmt.Errorf("%w: Study Instance UID %s, request addressed %s", ErrStudyMismatch, in.StudyInstanceUID, info.StudyInstanceUID)
 	}
 
 	unlock := g.locks.lock(in.SOPInstanceUID)
-	defer unlock()
+	locked := true
+	defer func() {
+		if locked {
+			unlock()
+		}
+	}()
 	exists, err := g.cfg.Metadata.HasInstance(ctx, in.SOPInstanceUID)
 	if err != nil {
-		return out, fmt.Errorf("ingest: %w", err)
+		return out, nil, fmt.Errorf("ingest: %w", err)
 	}
 	if exists {
-		return out, nil
+		return out, noWait, nil
 	}
 	if err := g.backpressure(ctx, info.Source != store.SourceResult); err != nil {
-		return out, err
+		return out, nil, err
 	}
 
 	now := time.Now().UTC()
 	in.BlobKey = store.InstanceBlobKey(in.SOPInstanceUID, now)
 	var bi store.BlobInfo
-	p := &pending{done: make(chan struct{})}
+	p := &pending{done: make(chan struct{}), settled: make(chan struct{})}
 	deferDirSync := false
 	switch bs := g.cfg.Blobs.(type) {
 	case asyncPutter:
@@ -365,7 +396,7 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, info SourceInfo) (Ou
 		// Put removes its temp file; a failed directory fsync may leave the
 		// renamed file, so delete it too.
 		g.deleteBlob(in.BlobKey)
-		return out, fmt.Errorf("ingest: storing blob: %w", err)
+		return out, nil, fmt.Errorf("ingest: storing blob: %w", err)
 	}
 	in.Size, in.SHA256 = bi.Size, bi.SHA256
 	in.ReceivedAt = now
@@ -387,23 +418,37 @@ func (g *Ingester) Ingest(ctx context.Context, r io.Reader, info SourceInfo) (Ou
 		g.closeMu.RUnlock()
 		p.waitBlob()
 		g.deleteBlob(in.BlobKey)
-		return out, ErrClosed
+		return out, nil, ErrClosed
 	}
 	g.reqs <- p
 	g.closeMu.RUnlock()
 	// Wait even if ctx ends: the batch may still commit, and the blob must
 	// stay exactly when the row does. The writer bounds the wait.
-	<-p.done
-	if (p.err != nil || !p.created) && !p.committed {
-		p.waitBlob() // the writer may have failed before waiting for it
-		g.deleteBlob(in.BlobKey)
-	}
-	if p.err != nil {
-		return out, p.err
+	<-p.settled
+	if !p.committed {
+		<-p.done // closed with settled
+		if p.err != nil || !p.created {
+			p.waitBlob() // the writer may have failed before waiting for it
+			g.deleteBlob(in.BlobKey)
+		}
+		if p.err != nil {
+			return out, nil, p.err
+		}
+		return out, noWait, nil
 	}
 	out.Created, out.Jobs = p.created, p.jobsNew
-	return out, nil
+	locked = false // until durable returns
+	var once sync.Once
+	return out, func() error {
+		once.Do(func() {
+			<-p.done
+			unlock()
+		})
+		return p.err // the row stays, and so does its blob
+	}, nil
 }
+
+func noWait() error { return nil }
 
 func (g *Ingester) deleteBlob(key string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

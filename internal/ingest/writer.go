@@ -22,6 +22,11 @@ type pending struct {
 	synced  chan struct{}
 	blobErr error
 
+	// settled is closed once the request's outcome is decided (its row
+	// committed, or the request failed); done once that outcome may be
+	// reported: at the same time, or for a row committed unsynced after
+	// the syncer's SyncWAL. settled may be nil (tests).
+	settled chan struct{}
 	done    chan struct{}
 	created bool
 	// committed: the row was committed (its blob must stay even when the
@@ -112,7 +117,7 @@ func (g *Ingester) syncer(ws walSyncer, q <-chan []*pending, stopped chan<- stru
 		err := g.syncWAL(ws)
 		for _, p := range group {
 			if err != nil {
-				p.err, p.created, p.jobsNew = err, false, 0
+				p.err = err // created and jobsNew were already reported (IngestUnsynced)
 			}
 			close(p.done)
 		}
@@ -162,6 +167,9 @@ func (g *Ingester) commit(batch []*pending, ws walSyncer, syncq chan<- []*pendin
 	defer func() {
 		var toSync []*pending
 		for _, p := range batch {
+			if p.settled != nil {
+				close(p.settled)
+			}
 			if p.committed && syncq != nil {
 				toSync = append(toSync, p)
 			} else {

@@ -276,3 +276,48 @@ func TestFailedWALSyncIsSticky(t *testing.T) {
 		t.Errorf("a healthy ingester's Err() = %v", err)
 	}
 }
+
+// IngestUnsynced answers once the row is committed; the instance's SOP
+// Instance UID stays locked until durable has returned, so a second copy
+// sent meanwhile is answered only after the first is durable.
+func TestIngestUnsyncedHoldsTheUIDUntilDurable(t *testing.T) {
+	b := ctBytes(t)
+	e := newEnv(t, t.TempDir(), queue.Config{}, Config{})
+	ctx := context.Background()
+	out, durable, err := e.g.IngestUnsynced(ctx, bytes.NewReader(b), dimse)
+	if err != nil || !out.Created || out.Jobs != 2 || durable == nil {
+		t.Fatalf("IngestUnsynced: %+v, durable nil %v, err %v", out, durable == nil, err)
+	}
+	if has, err := e.db.HasInstance(ctx, ctUID); err != nil || !has {
+		t.Fatalf("row not visible after IngestUnsynced: %v %v", has, err)
+	}
+	second := make(chan Outcome, 1)
+	go func() {
+		o, err := e.g.Ingest(ctx, bytes.NewReader(b), dimse)
+		if err != nil {
+			t.Error(err)
+		}
+		second <- o
+	}()
+	select {
+	case o := <-second:
+		t.Fatalf("second copy answered (%+v) before the first was durable", o)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if err := durable(); err != nil {
+		t.Fatal(err)
+	}
+	if err := durable(); err != nil { // a second call is harmless
+		t.Fatal(err)
+	}
+	if o := <-second; o.Created || o.Jobs != 0 {
+		t.Errorf("second copy: %+v, want already stored", o)
+	}
+	if n := e.count(t, "instances"); n != 1 {
+		t.Errorf("%d rows", n)
+	}
+	// An instance refused before any commit has nothing to wait for.
+	if _, d, err := e.g.IngestUnsynced(ctx, bytes.NewReader([]byte("not DICOM")), dimse); !errors.Is(err, ErrInvalid) || d != nil {
+		t.Errorf("invalid: durable nil %v, err %v", d == nil, err)
+	}
+}

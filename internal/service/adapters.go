@@ -81,12 +81,23 @@ func (h dimseHandler) Store(ctx context.Context, req *dimse.StoreRequest) (uint1
 		h.s.metrics.ObserveIngest("dimse", "rejected")
 		return 0, err
 	}
-	status, out, err := h.store(ctx, req)
+	status, out, durable, err := h.store(ctx, req)
 	if status == 0 && err != nil {
 		status = dimseStatus(err)
 	}
-	if aerr := h.guard.RecordStore(ctx, grant, req, access.StoreOutcome{StudyInstanceUID: out.StudyInstanceUID,
-		SeriesInstanceUID: out.SeriesInstanceUID, Status: status, Err: err}); aerr != nil {
+	record := func(status uint16, err error) error {
+		return h.guard.RecordStore(ctx, grant, req, access.StoreOutcome{StudyInstanceUID: out.StudyInstanceUID,
+			SeriesInstanceUID: out.SeriesInstanceUID, Status: status, Err: err})
+	}
+	derr, aerr := whileDurable(durable, func() error { return record(status, err) })
+	if derr != nil && aerr == nil {
+		// Recorded as stored, but the commit did not become durable:
+		// record the failure that is answered instead.
+		err = derr
+		status = dimseStatus(err)
+		aerr = record(status, err)
+	}
+	if aerr != nil {
 		h.s.log.Error("C-STORE not acknowledged: audit record failed", "sop_instance_uid", req.SOPInstanceUID, "error", aerr.Error())
 		return 0, aerr
 	}
@@ -114,32 +125,35 @@ func dimseStatus(err error) uint16 {
 	return dimse.StatusProcessingFailure
 }
 
-func (h dimseHandler) store(ctx context.Context, req *dimse.StoreRequest) (uint16, ingest.Outcome, error) {
+// store ingests the data set and returns once its outcome is decided;
+// durable (not nil when err is nil) must then be called (see
+// ingest.IngestUnsynced).
+func (h dimseHandler) store(ctx context.Context, req *dimse.StoreRequest) (uint16, ingest.Outcome, func() error, error) {
 	if h.s.cfg.MaxUpload > 0 && req.DataSetSize > h.s.cfg.MaxUpload {
 		h.s.metrics.ObserveIngest("dimse", "rejected")
-		return 0, ingest.Outcome{}, fmt.Errorf("%w: data set of %d bytes, limit %d", dimse.ErrOutOfResources, req.DataSetSize, h.s.cfg.MaxUpload)
+		return 0, ingest.Outcome{}, nil, fmt.Errorf("%w: data set of %d bytes, limit %d", dimse.ErrOutOfResources, req.DataSetSize, h.s.cfg.MaxUpload)
 	}
 	// In memory (the usual case): the file meta goes in front of the
 	// received bytes, in place. Ingest reads a *bytes.Buffer in place and
 	// does not keep it.
 	b, inMemory, err := req.Part10Bytes()
 	if err != nil {
-		return 0, ingest.Outcome{}, err
+		return 0, ingest.Outcome{}, nil, err
 	}
 	buf := bytes.NewBuffer(b)
 	if !inMemory {
 		f, err := req.OpenDataSet()
 		if err != nil {
-			return 0, ingest.Outcome{}, err
+			return 0, ingest.Outcome{}, nil, err
 		}
 		defer f.Close()
 		buf = ingest.GetBuffer(int(req.DataSetSize) + 1024)
 		defer ingest.PutBuffer(buf)
 		if _, err := dimse.WritePart10(buf, req.FileMeta(), f); err != nil {
-			return 0, ingest.Outcome{}, err
+			return 0, ingest.Outcome{}, nil, err
 		}
 	}
-	out, err := h.s.ingest.Ingest(ctx, buf, ingest.SourceInfo{
+	out, durable, err := h.s.ingest.IngestUnsynced(ctx, buf, ingest.SourceInfo{
 		CallingAE:      req.CallingAETitle,
 		Source:         store.SourceDIMSE,
 		SOPClassUID:    req.SOPClassUID,
@@ -148,15 +162,15 @@ func (h dimseHandler) store(ctx context.Context, req *dimse.StoreRequest) (uint1
 	h.s.metrics.ObserveIngest("dimse", ingestOutcome(out, err))
 	switch {
 	case err == nil:
-		return 0x0000, out, nil
+		return 0x0000, out, durable, nil
 	case errors.Is(err, ingest.ErrBusy):
-		return 0, out, fmt.Errorf("%w: %w", dimse.ErrOutOfResources, err)
+		return 0, out, nil, fmt.Errorf("%w: %w", dimse.ErrOutOfResources, err)
 	case errors.Is(err, ingest.ErrMismatch):
-		return 0, out, fmt.Errorf("%w: %w", dimse.ErrDataSetMismatch, err)
+		return 0, out, nil, fmt.Errorf("%w: %w", dimse.ErrDataSetMismatch, err)
 	case errors.Is(err, ingest.ErrInvalid):
-		return 0, out, fmt.Errorf("%w: %w", dimse.ErrCannotUnderstand, err)
+		return 0, out, nil, fmt.Errorf("%w: %w", dimse.ErrCannotUnderstand, err)
 	}
-	return 0, out, err
+	return 0, out, nil, err
 }
 
 // stowIngester is the dicomweb.Ingester over Ingest.
@@ -177,7 +191,7 @@ func (a stowIngester) Ingest(ctx context.Context, r io.Reader, src dicomweb.Sour
 	if a.guard != nil {
 		defer func() { a.guard.NoteInstance(ctx, rerr == nil) }()
 	}
-	out, err := a.s.ingest.Ingest(ctx, r, ingest.SourceInfo{Source: store.SourceSTOW, StudyInstanceUID: src.StudyInstanceUID})
+	out, durable, err := a.s.ingest.IngestUnsynced(ctx, r, ingest.SourceInfo{Source: store.SourceSTOW, StudyInstanceUID: src.StudyInstanceUID})
 	a.s.metrics.ObserveIngest("dicomweb", ingestOutcome(out, err))
 	st = dicomweb.Stored{
 		SOPClassUID:       out.SOPClassUID,
@@ -186,7 +200,13 @@ func (a stowIngester) Ingest(ctx context.Context, r io.Reader, src dicomweb.Sour
 		SeriesInstanceUID: out.SeriesInstanceUID,
 	}
 	if p, ok := api.PrincipalFrom(ctx); ok && a.s.trail != nil && !p.Anonymous {
-		if aerr := a.s.recordSTOW(ctx, p, src, out, err); aerr != nil {
+		derr, aerr := whileDurable(durable, func() error { return a.s.recordSTOW(ctx, p, src, out, err) })
+		if derr != nil && aerr == nil {
+			// Recorded as stored, but not durable: record the failure.
+			err = derr
+			aerr = a.s.recordSTOW(ctx, p, src, out, err)
+		}
+		if aerr != nil {
 			return st, aerr
 		}
 		if err == nil {
@@ -194,6 +214,8 @@ func (a stowIngester) Ingest(ctx context.Context, r io.Reader, src dicomweb.Sour
 				return st, cerr
 			}
 		}
+	} else if durable != nil {
+		err = durable()
 	}
 	switch {
 	case err == nil:
@@ -208,6 +230,21 @@ func (a stowIngester) Ingest(ctx context.Context, r io.Reader, src dicomweb.Sour
 		return st, fmt.Errorf("%w: %w", dicomweb.ErrInvalidInstance, err)
 	}
 	return st, err
+}
+
+// whileDurable runs record (an audit append, which needs an instance's
+// outcome but not its durability) while durable (ingest.IngestUnsynced's;
+// nil when there is nothing to wait for) waits for the commit to become
+// durable, so that the record's fsync and the metadata log's run side by
+// side. It returns durable's error and record's.
+func whileDurable(durable func() error, record func() error) (derr, rerr error) {
+	if durable == nil {
+		return nil, record()
+	}
+	ch := make(chan error, 1)
+	go func() { ch <- durable() }()
+	rerr = record()
+	return <-ch, rerr
 }
 
 // recordSTOW appends the audit record of one STOW-RS instance.
