@@ -243,7 +243,7 @@ func alignedBuffer(bp *[]byte, n int) []byte {
 type encodedBlob struct {
 	bp     *[]byte // pooled buffer holding out; nil when out is the caller's
 	out    []byte
-	direct bool // out starts aligned with room for the padding: O_DIRECT possible
+	direct bool // out starts aligned: O_DIRECT possible
 }
 
 // encodeBytes encodes b through the codec. With a codec that is an
@@ -251,8 +251,8 @@ type encodedBlob struct {
 // pooled buffer to be written with one O_DIRECT write where the file
 // system allows it: no copy into the page cache and no page-cache
 // write-back in the fsync (the buffered write of a 0.5 MB blob had cost
-// ~0.3-0.6 ms of kernel CPU per instance); the zero padding up to the
-// alignment is cut off again with ftruncate. Any other codec streams into
+// ~0.3-0.6 ms of kernel CPU per instance); the last partial 4 KiB goes
+// through the page cache (writeOut). Any other codec streams into
 // a plain buffer. b is not read after it returns.
 func (f *FS) encodeBytes(ctx context.Context, b []byte) (*encodedBlob, error) {
 	if err := ctx.Err(); err != nil {
@@ -308,29 +308,42 @@ func (e *encodedBlob) release() {
 	e.bp, e.out = nil, nil
 }
 
-// writeOut writes out to the new, empty file: when direct, with one
-// O_DIRECT write padded to directAlign (out must start aligned with room
-// for the padding) and cut back with ftruncate, where the file system
-// takes O_DIRECT; else, or when the device refuses the alignment (EINVAL),
-// through the page cache.
+// writeOut writes out to the new, empty file: when direct (out starts
+// aligned), its aligned head with one O_DIRECT write where the file system
+// takes O_DIRECT, then the last partial 4 KiB through the page cache
+// (writeTail); else, or when the device refuses the alignment (EINVAL),
+// all through the page cache.
 func writeOut(file *os.File, out []byte, direct bool) error {
-	n := len(out)
-	padded := (n + directAlign - 1) &^ (directAlign - 1)
-	if direct && cap(out) >= padded && directIO(file, true) {
-		p := out[:padded]
-		clear(p[n:])
-		_, err := file.Write(p)
+	head := len(out) &^ (directAlign - 1)
+	if direct && head > 0 && directIO(file, true) {
+		_, err := file.Write(out[:head])
 		if err == nil {
-			return file.Truncate(int64(n))
+			return writeTail(file, out[head:], int64(head))
 		}
 		if !errors.Is(err, syscall.EINVAL) || !directIO(file, false) {
 			return err
 		}
 	}
-	if _, err := file.WriteAt(out, 0); err != nil {
-		return err
+	_, err := file.WriteAt(out, 0)
+	return err
+}
+
+// writeTail writes the blob's last bytes (less than directAlign) at off
+// through the page cache, turning O_DIRECT off first. Padding the last
+// O_DIRECT write to the alignment and cutting the file back with
+// ftruncate instead had cost a synchronous read of the last block (ext4
+// zeroes the cut-off tail of a block that is not in the page cache):
+// 0.15 ms per 0.5 MB blob, against 0.03 ms for this write; the tail's page
+// goes to the device with the fsync.
+func writeTail(file *os.File, tail []byte, off int64) error {
+	if len(tail) == 0 {
+		return nil
 	}
-	return file.Truncate(int64(n)) // after a partial direct write
+	if !directIO(file, false) {
+		return errors.New("store: cannot turn O_DIRECT off for the blob's last bytes")
+	}
+	_, err := file.WriteAt(tail, off)
+	return err
 }
 
 // copyBody is put's body for a reader: r's bytes through the codec into
