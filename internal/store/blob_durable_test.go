@@ -127,13 +127,7 @@ func TestAlignedBuffer(t *testing.T) {
 // sizes around the alignment, with and without a codec.
 func TestPutNewBytesSizes(t *testing.T) {
 	ctx := context.Background()
-	dirs := []string{t.TempDir()}
-	// tmpfs refuses O_DIRECT: the blobs are written through the page cache.
-	if shm, err := os.MkdirTemp("/dev/shm", "radflow-store-test-"); err == nil {
-		t.Cleanup(func() { os.RemoveAll(shm) })
-		dirs = append(dirs, shm)
-	}
-	for _, dir := range dirs {
+	for _, dir := range blobTestDirs(t) {
 		for _, codec := range []Codec{nil, appendXorCodec{}} {
 			testPutNewBytesSizes(ctx, t, filepath.Join(dir, fmt.Sprintf("%T", codec)), codec)
 		}
@@ -166,6 +160,18 @@ func testPutNewBytesSizes(ctx context.Context, t *testing.T, dir string, codec C
 			t.Fatalf("n=%d (codec %T): read back differs", n, codec)
 		}
 	}
+}
+
+// blobTestDirs returns a temporary directory on the test's file system and,
+// where /dev/shm exists, one on tmpfs, which refuses O_DIRECT: blobs there
+// are written through the page cache.
+func blobTestDirs(t *testing.T) []string {
+	dirs := []string{t.TempDir()}
+	if shm, err := os.MkdirTemp("/dev/shm", "radflow-store-test-"); err == nil {
+		t.Cleanup(func() { os.RemoveAll(shm) })
+		dirs = append(dirs, shm)
+	}
+	return dirs
 }
 
 // readBlob returns the decoded bytes of key.

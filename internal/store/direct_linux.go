@@ -50,3 +50,25 @@ func fdatasync(f *os.File) error {
 	}
 	return serr
 }
+
+// pwritev writes the buffers one after the other at off with one
+// pwritev(2): with O_DIRECT, one request to the device for all of them.
+// It returns the bytes written (fewer only with an error).
+func pwritev(f *os.File, iovs [][]byte, off int64) (int, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	var werr error
+	if err := rc.Control(func(fd uintptr) {
+		for {
+			if n, werr = unix.Pwritev(int(fd), iovs, off); werr != unix.EINTR {
+				return
+			}
+		}
+	}); err != nil {
+		return 0, err
+	}
+	return n, werr
+}

@@ -9,3 +9,16 @@ func directIO(*os.File, bool) bool { return false }
 
 // fdatasync is fsync where fdatasync(2) is not used.
 func fdatasync(f *os.File) error { return f.Sync() }
+
+// pwritev writes the buffers one after the other at off.
+func pwritev(f *os.File, iovs [][]byte, off int64) (int, error) {
+	total := 0
+	for _, b := range iovs {
+		n, err := f.WriteAt(b, off+int64(total))
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
