@@ -18,6 +18,11 @@ type Metrics struct {
 	// radflow_ingest_instances_total{source,outcome}: source "dimse" |
 	// "dicomweb" | "cli"; outcome "stored" | "duplicate" | "rejected" | "failed".
 	IngestInstances *prometheus.CounterVec
+	// radflow_cstore_blob_writes_total{path}: C-STORE data sets handed to
+	// ingest, by when their blob was written: "while_receiving" (as the
+	// PDVs arrived) or "after_receiving" (an instance already stored,
+	// backpressure, a data set that outgrew memory).
+	CStoreBlobWrites *prometheus.CounterVec
 	// radflow_stage_duration_seconds{stage}: e.g. "ingest", "decode",
 	// "preprocess", "inference", "sr".
 	StageDuration *prometheus.HistogramVec
@@ -39,6 +44,9 @@ func NewMetrics() *Metrics {
 		IngestInstances: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "radflow_ingest_instances_total", Help: "DICOM instances received, by source and outcome.",
 		}, []string{"source", "outcome"}),
+		CStoreBlobWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "radflow_cstore_blob_writes_total", Help: "C-STORE data sets, by whether their blob was written while they arrived.",
+		}, []string{"path"}),
 		StageDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "radflow_stage_duration_seconds", Help: "Duration of pipeline stages in seconds.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 14), // 1 ms .. ~150 s
@@ -57,7 +65,7 @@ func NewMetrics() *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 14),
 		}, []string{"route"}),
 	}
-	m.Registry.MustRegister(m.IngestInstances, m.StageDuration, m.QueueDepth, m.JobFailures, m.HTTPRequests, m.HTTPDuration,
+	m.Registry.MustRegister(m.IngestInstances, m.CStoreBlobWrites, m.StageDuration, m.QueueDepth, m.JobFailures, m.HTTPRequests, m.HTTPDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -66,6 +74,18 @@ func NewMetrics() *Metrics {
 func (m *Metrics) ObserveIngest(source, outcome string) {
 	if m != nil {
 		m.IngestInstances.WithLabelValues(source, outcome).Inc()
+	}
+}
+
+// ObserveCStoreBlobWrite counts one C-STORE data set handed to ingest,
+// whose blob was written while it arrived (early) or after.
+func (m *Metrics) ObserveCStoreBlobWrite(early bool) {
+	if m != nil {
+		path := "after_receiving"
+		if early {
+			path = "while_receiving"
+		}
+		m.CStoreBlobWrites.WithLabelValues(path).Inc()
 	}
 }
 

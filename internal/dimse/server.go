@@ -57,6 +57,12 @@ type StoreRequest struct {
 	// (Config.TLSConfig with client auth), nil otherwise; map it to an
 	// identity by its subject CN / SANs (see package auth).
 	PeerCertificate *x509.Certificate
+	// Tap is what the handler's StartStore returned for this request (nil
+	// when the handler is no StoreStarter or returned nil). It got every
+	// byte of DataSet as it arrived, unless DataSetPath is set (the data
+	// set outgrew memory and the tap stopped getting bytes part way).
+	// Store owns it: it must Close it or finish what it started.
+	Tap DataSetTap
 }
 
 // OpenDataSet opens the received data set bytes (DataSet or DataSetPath)
@@ -122,6 +128,31 @@ func (r *StoreRequest) WritePart10File(path string) error {
 // different associations; ctx is cancelled when the association is aborted.
 type StoreHandler interface {
 	Store(ctx context.Context, req *StoreRequest) (status uint16, err error)
+}
+
+// StoreStarter is a StoreHandler that starts on a data set while it is
+// still arriving (package service writes the instance's blob as its PDVs
+// come in, so that little is left to do once the last one is in).
+type StoreStarter interface {
+	// StartStore is called once the C-STORE-RQ command has been accepted,
+	// before its data set is read; req has every field but the data set's
+	// (DataSet, DataSetPath, DataSetSize, Tap). It returns nil to receive
+	// the data set the usual way, or a tap that gets the data set's bytes
+	// as they arrive. Then either Store is called with req.Tap set, or,
+	// when the association ends before the data set is complete or its
+	// bytes cannot be held, the tap's Close.
+	StartStore(ctx context.Context, req *StoreRequest) DataSetTap
+}
+
+// DataSetTap gets a C-STORE data set's bytes as they are received
+// (StoreStarter).
+type DataSetTap interface {
+	// Data gets the next bytes of the data set, in order. p is valid only
+	// during the call. It is not called any more once the data set is
+	// moved to a temp file (StoreRequest.DataSetPath is then set).
+	Data(p []byte)
+	// Close releases the tap when Store will not be called for it.
+	Close()
 }
 
 // StoreHandlerFunc adapts a function to StoreHandler.
@@ -676,6 +707,10 @@ func (a *association) handleStore(ctxID byte, cmd command) error {
 			sink = io.Discard
 		}
 	}
+	if st, ok := a.s.handler.(StoreStarter); ok && ferr == nil && sp.f == nil {
+		sp.tap = st.StartStore(a.ctx, req)
+	}
+	tap := sp.tap // the spool forgets it when it spills
 	n, werr, err := c.readDataSet(ctxID, sink)
 	if sp.f != nil {
 		req.DataSetPath = sp.f.Name()
@@ -686,6 +721,9 @@ func (a *association) handleStore(ctxID byte, cmd command) error {
 		req.DataSet, req.spooled = sp.data(), sp.buf
 	}
 	if err != nil {
+		if tap != nil {
+			tap.Close()
+		}
 		return err // aborted mid-transfer: the temp file is removed, the handler never sees it
 	}
 	req.DataSetSize = n
@@ -696,7 +734,11 @@ func (a *association) handleStore(ctxID byte, cmd command) error {
 	case werr != nil:
 		herr = fmt.Errorf("%w: writing temp file: %v", ErrOutOfResources, werr)
 	default:
+		req.Tap, tap = tap, nil
 		status, herr = a.s.handler.Store(a.ctx, req)
+	}
+	if tap != nil {
+		tap.Close()
 	}
 	// The temp file is removed (and the buffer recycled) before the
 	// response is written: once the SCU has its C-STORE-RSP, nothing of
@@ -741,6 +783,7 @@ type spool struct {
 	limit int64
 	buf   []byte // part10Room bytes of room, then the data set
 	f     *os.File
+	tap   DataSetTap // gets the bytes kept in memory; nil once spilled
 }
 
 // data returns the data set bytes held in memory.
@@ -770,6 +813,9 @@ func (s *spool) fits(n int64) bool {
 func (s *spool) Write(p []byte) (int, error) {
 	if s.fits(int64(len(p))) {
 		s.buf = append(s.buf, p...)
+		if s.tap != nil {
+			s.tap.Data(s.buf[len(s.buf)-len(p):])
+		}
 		return len(p), nil
 	}
 	if s.f == nil {
@@ -800,6 +846,9 @@ func (s *spool) ReadFrom(r io.Reader) (int64, error) {
 		n, err := io.ReadFull(lr, s.buf[start:])
 		s.buf = s.buf[:start+n]
 		total += int64(n)
+		if s.tap != nil && n > 0 {
+			s.tap.Data(s.buf[start:])
+		}
 		if err == io.ErrUnexpectedEOF || err == io.EOF {
 			return total, nil // io.Copy's convention: a short source is not an error
 		}
@@ -821,6 +870,7 @@ func (s *spool) spill() error {
 		return err
 	}
 	s.f = f
+	s.tap = nil // the handler falls back to DataSetPath
 	if d := s.data(); len(d) > 0 {
 		if _, err := f.Write(d); err != nil {
 			return err

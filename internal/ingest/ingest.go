@@ -330,23 +330,9 @@ func (g *Ingester) IngestUnsynced(ctx context.Context, r io.Reader, info SourceI
 	if int64(len(b)) > g.cfg.MaxInstanceSize {
 		return Outcome{}, nil, fmt.Errorf("%w: larger than %d bytes", ErrInvalid, g.cfg.MaxInstanceSize)
 	}
-	in, err := metadata(b, info)
+	in, out, err := g.prepare(b, info)
 	if err != nil {
-		return Outcome{}, nil, err
-	}
-	if g.uidHook != nil {
-		g.uidHook(in)
-	}
-	out = Outcome{SOPInstanceUID: in.SOPInstanceUID, StudyInstanceUID: in.StudyInstanceUID, SOPClassUID: in.SOPClassUID,
-		SeriesInstanceUID: in.SeriesInstanceUID}
-	if info.SOPClassUID != "" && info.SOPClassUID != in.SOPClassUID {
-		return out, nil, fmt.Errorf("%w: SOP Class UID %s, request announced %s", ErrMismatch, in.SOPClassUID, info.SOPClassUID)
-	}
-	if info.SOPInstanceUID != "" && info.SOPInstanceUID != in.SOPInstanceUID {
-		return out, nil, fmt.Errorf("%w: SOP Instance UID %s, request announced %s", ErrMismatch, in.SOPInstanceUID, info.SOPInstanceUID)
-	}
-	if info.StudyInstanceUID != "" && info.StudyInstanceUID != in.StudyInstanceUID {
-		return out, nil, fmt.Errorf("%w: Study Instance UID %s, request addressed %s", ErrStudyMismatch, in.StudyInstanceUID, info.StudyInstanceUID)
+		return out, nil, err
 	}
 
 	unlock := g.locks.lock(in.SOPInstanceUID)
@@ -400,7 +386,47 @@ func (g *Ingester) IngestUnsynced(ctx context.Context, r io.Reader, info SourceI
 	}
 	in.Size, in.SHA256 = bi.Size, bi.SHA256
 	in.ReceivedAt = now
+	p.dirSync = deferDirSync
+	locked = false // submit unlocks
+	return g.submit(in, out, p, unlock)
+}
 
+// prepare parses b and checks it against what its request announced.
+// out carries the UIDs as far as they were read.
+func (g *Ingester) prepare(b []byte, info SourceInfo) (*store.Instance, Outcome, error) {
+	in, err := metadata(b, info)
+	if err != nil {
+		return nil, Outcome{}, err
+	}
+	if g.uidHook != nil {
+		g.uidHook(in)
+	}
+	out := Outcome{SOPInstanceUID: in.SOPInstanceUID, StudyInstanceUID: in.StudyInstanceUID, SOPClassUID: in.SOPClassUID,
+		SeriesInstanceUID: in.SeriesInstanceUID}
+	if info.SOPClassUID != "" && info.SOPClassUID != in.SOPClassUID {
+		return nil, out, fmt.Errorf("%w: SOP Class UID %s, request announced %s", ErrMismatch, in.SOPClassUID, info.SOPClassUID)
+	}
+	if info.SOPInstanceUID != "" && info.SOPInstanceUID != in.SOPInstanceUID {
+		return nil, out, fmt.Errorf("%w: SOP Instance UID %s, request announced %s", ErrMismatch, in.SOPInstanceUID, info.SOPInstanceUID)
+	}
+	if info.StudyInstanceUID != "" && info.StudyInstanceUID != in.StudyInstanceUID {
+		return nil, out, fmt.Errorf("%w: Study Instance UID %s, request addressed %s", ErrStudyMismatch, in.StudyInstanceUID, info.StudyInstanceUID)
+	}
+	return in, out, nil
+}
+
+// submit routes the instance whose blob is written (p.synced, when not
+// nil, closes once it is durable; its error in p.blobErr), hands it to the
+// group-commit writer and waits until its outcome is decided, as
+// IngestUnsynced returns. unlock releases the instance's UID lock: at
+// once on failure, or when durable returns.
+func (g *Ingester) submit(in *store.Instance, out Outcome, p *pending, unlock func()) (Outcome, func() error, error) {
+	locked := true
+	defer func() {
+		if locked {
+			unlock()
+		}
+	}()
 	var jobs []queue.JobArgs
 	if g.cfg.Router != nil {
 		seen := map[ModelRef]bool{}
@@ -412,7 +438,7 @@ func (g *Ingester) IngestUnsynced(ctx context.Context, r io.Reader, info SourceI
 		}
 	}
 
-	p.in, p.jobs, p.dirSync = in, jobs, deferDirSync
+	p.in, p.jobs = in, jobs
 	g.closeMu.RLock()
 	if g.closed {
 		g.closeMu.RUnlock()

@@ -108,6 +108,21 @@ func (e *env) blobFiles(tb testing.TB) []string {
 	return out
 }
 
+// blob returns the stored (decoded) bytes of key.
+func (e *env) blob(tb testing.TB, key string) []byte {
+	tb.Helper()
+	rc, err := e.blobs.Open(context.Background(), key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
 func (e *env) count(tb testing.TB, table string) int {
 	tb.Helper()
 	var n int
@@ -153,13 +168,7 @@ func TestIngestStoresRowBlobResultsAndJobs(t *testing.T) {
 	if time.Since(in.ReceivedAt) > time.Minute {
 		t.Errorf("received_at %v", in.ReceivedAt)
 	}
-	rc, err := e.blobs.Open(ctx, in.BlobKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stored, _ := io.ReadAll(rc)
-	rc.Close()
-	if !bytes.Equal(stored, b) {
+	if !bytes.Equal(e.blob(t, in.BlobKey), b) {
 		t.Error("stored blob differs from the input")
 	}
 	res, err := e.db.ListResults(ctx, ctUID, "")

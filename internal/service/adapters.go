@@ -75,13 +75,70 @@ type dimseHandler struct {
 	guard *access.DIMSE
 }
 
+// startedStore is the dimse.DataSetTap of a C-STORE whose policy
+// decision was taken and whose blob is being written while its data set
+// arrives (StartStore).
+type startedStore struct {
+	grant access.StoreGrant
+	gerr  error         // the decision's error: Store answers it
+	early *ingest.Early // nil: ingest the usual way
+}
+
+func (t *startedStore) Data(p []byte) {
+	if t.early != nil {
+		_, _ = t.early.Write(p) // sticky: IngestEarly reports it
+	}
+}
+
+func (t *startedStore) Close() {
+	if t.early != nil {
+		t.early.Abort()
+	}
+}
+
+// StartStore decides instance:store as soon as the C-STORE command is in
+// (the decision needs nothing of the data set) and, when the instance is
+// to be stored, starts its blob (ingest.Begin) so that the data set is
+// hashed, encrypted and written while it arrives.
+func (h dimseHandler) StartStore(ctx context.Context, req *dimse.StoreRequest) dimse.DataSetTap {
+	t := &startedStore{}
+	if t.grant, t.gerr = h.guard.AuthorizeStore(ctx, req); t.gerr != nil {
+		return t
+	}
+	head, err := dimse.AppendPart10Header(nil, req.FileMeta())
+	if err != nil {
+		return t
+	}
+	t.early = h.s.ingest.Begin(ctx, ingest.SourceInfo{
+		CallingAE:      req.CallingAETitle,
+		Source:         store.SourceDIMSE,
+		SOPClassUID:    req.SOPClassUID,
+		SOPInstanceUID: req.SOPInstanceUID,
+	})
+	if t.early != nil {
+		t.Data(head)
+	}
+	return t
+}
+
 func (h dimseHandler) Store(ctx context.Context, req *dimse.StoreRequest) (uint16, error) {
-	grant, err := h.guard.AuthorizeStore(ctx, req)
+	started, _ := req.Tap.(*startedStore)
+	var grant access.StoreGrant
+	var err error
+	if started != nil {
+		grant, err = started.grant, started.gerr
+	} else {
+		grant, err = h.guard.AuthorizeStore(ctx, req)
+	}
 	if err != nil {
 		h.s.metrics.ObserveIngest("dimse", "rejected")
 		return 0, err
 	}
-	status, out, durable, err := h.store(ctx, req)
+	var early *ingest.Early
+	if started != nil {
+		early = started.early
+	}
+	status, out, durable, err := h.store(ctx, req, early)
 	if status == 0 && err != nil {
 		status = dimseStatus(err)
 	}
@@ -128,8 +185,11 @@ func dimseStatus(err error) uint16 {
 // store ingests the data set and returns once its outcome is decided;
 // durable (not nil when err is nil) must then be called (see
 // ingest.IngestUnsynced).
-func (h dimseHandler) store(ctx context.Context, req *dimse.StoreRequest) (uint16, ingest.Outcome, func() error, error) {
+func (h dimseHandler) store(ctx context.Context, req *dimse.StoreRequest, early *ingest.Early) (uint16, ingest.Outcome, func() error, error) {
 	if h.s.cfg.MaxUpload > 0 && req.DataSetSize > h.s.cfg.MaxUpload {
+		if early != nil {
+			early.Abort()
+		}
 		h.s.metrics.ObserveIngest("dimse", "rejected")
 		return 0, ingest.Outcome{}, nil, fmt.Errorf("%w: data set of %d bytes, limit %d", dimse.ErrOutOfResources, req.DataSetSize, h.s.cfg.MaxUpload)
 	}
@@ -138,7 +198,22 @@ func (h dimseHandler) store(ctx context.Context, req *dimse.StoreRequest) (uint1
 	// does not keep it.
 	b, inMemory, err := req.Part10Bytes()
 	if err != nil {
+		if early != nil {
+			early.Abort()
+		}
 		return 0, ingest.Outcome{}, nil, err
+	}
+	var out ingest.Outcome
+	var durable func() error
+	if early != nil && !inMemory {
+		// The data set outgrew memory: the blob got only part of it.
+		early.Abort()
+		early = nil
+	}
+	h.s.metrics.ObserveCStoreBlobWrite(early != nil)
+	if early != nil {
+		out, durable, err = h.s.ingest.IngestEarly(ctx, early, b)
+		return h.storeResult(out, durable, err)
 	}
 	buf := bytes.NewBuffer(b)
 	if !inMemory {
@@ -153,12 +228,17 @@ func (h dimseHandler) store(ctx context.Context, req *dimse.StoreRequest) (uint1
 			return 0, ingest.Outcome{}, nil, err
 		}
 	}
-	out, durable, err := h.s.ingest.IngestUnsynced(ctx, buf, ingest.SourceInfo{
+	out, durable, err = h.s.ingest.IngestUnsynced(ctx, buf, ingest.SourceInfo{
 		CallingAE:      req.CallingAETitle,
 		Source:         store.SourceDIMSE,
 		SOPClassUID:    req.SOPClassUID,
 		SOPInstanceUID: req.SOPInstanceUID,
 	})
+	return h.storeResult(out, durable, err)
+}
+
+// storeResult maps an ingest outcome to store's results.
+func (h dimseHandler) storeResult(out ingest.Outcome, durable func() error, err error) (uint16, ingest.Outcome, func() error, error) {
 	h.s.metrics.ObserveIngest("dimse", ingestOutcome(out, err))
 	switch {
 	case err == nil:

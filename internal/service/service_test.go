@@ -95,6 +95,8 @@ func TestDIMSEToResultSRRestartAndDuplicates(t *testing.T) {
 		t.Fatalf("storescu: %v\n%s", err, out)
 	}
 	r := checkResult(t, waitDone(t, s, chestSOP), chestSOP)
+	// Its blob was written while the data set arrived.
+	wantMetrics(t, s, `radflow_cstore_blob_writes_total{path="while_receiving"} 1`)
 	srSer, n := srSeries(t, s, chestStudy)
 	if n != 1 {
 		t.Errorf("SR series has %d instances, want 1", n)
@@ -138,6 +140,8 @@ func TestDIMSEToResultSRRestartAndDuplicates(t *testing.T) {
 	if err != nil || resp.HTTPStatus != 200 || len(resp.Referenced) != 1 {
 		t.Fatalf("STOW again: %+v %v", resp, err)
 	}
+	// Already stored: not started early, answered by the usual path.
+	wantMetrics(t, s, `radflow_cstore_blob_writes_total{path="after_receiving"} 1`)
 	if rows, blobs := counts(t, s); rows != rows0 || blobs != blobs0 || rows != 2 {
 		t.Errorf("re-sent instance changed the store: rows %d→%d, blobs %d→%d", rows0, rows, blobs0, blobs)
 	}
@@ -342,14 +346,20 @@ func TestReadyzAndMetrics(t *testing.T) {
 		t.Fatalf("storescu: %v\n%s", err, out)
 	}
 	waitDone(t, s, chestSOP)
-	resp := get(t, base(s)+"/metrics", authHeader(s))
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, want := range []string{
+	wantMetrics(t, s,
 		`radflow_ingest_instances_total{outcome="stored",source="dimse"} 1`,
 		`radflow_stage_duration_seconds_count{stage="inference"} 1`,
 		`radflow_stage_duration_seconds_count{stage="sr"} 1`,
-	} {
+	)
+}
+
+// wantMetrics fails the test for each line /metrics lacks.
+func wantMetrics(t *testing.T, s *Service, lines ...string) {
+	t.Helper()
+	resp := get(t, base(s)+"/metrics", authHeader(s))
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range lines {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("metrics lack %s", want)
 		}

@@ -1,0 +1,154 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/radflow/radflow/internal/store"
+)
+
+// blobStreamer is a BlobStore that writes a fresh key while its bytes
+// arrive (*store.FS).
+type blobStreamer interface {
+	NewBlobWriter(ctx context.Context, key string) (*store.BlobWriter, error)
+}
+
+var _ blobStreamer = (*store.FS)(nil)
+
+// Early is an instance stored while its bytes are still arriving (Begin):
+// its blob is hashed, encoded and written to the device piece by piece,
+// so that once the last byte is in only the blob's last block, its fsync
+// and the commit are left. It holds the instance's SOP Instance UID lock
+// from Begin until IngestEarly's durable returns (or Abort). Not safe for
+// concurrent use.
+type Early struct {
+	g      *Ingester
+	info   SourceInfo
+	unlock func()
+	key    string
+	at     time.Time
+	w      *store.BlobWriter
+	ended  bool
+}
+
+// Begin starts storing the instance info announces (info.SOPInstanceUID
+// is required: the C-STORE command's Affected SOP Instance UID) before
+// its bytes arrive. The caller then Writes the instance's bytes in order
+// (Part 10: preamble and file meta first) and ends with IngestEarly, or
+// Abort when the bytes do not all arrive.
+//
+// Begin returns nil when the instance is better ingested the usual way,
+// by Ingest, which then gives the answer: it is already stored (Ingest
+// answers it idempotently), it would be refused for backpressure, ingest
+// has failed or closed, or the blob store cannot stream. It never
+// blocks on anything but a concurrent ingest of the same SOP Instance UID.
+func (g *Ingester) Begin(ctx context.Context, info SourceInfo) *Early {
+	bs, ok := g.cfg.Blobs.(blobStreamer)
+	if !ok || info.SOPInstanceUID == "" || g.walErr.Load() != nil {
+		return nil
+	}
+	if info.Source != store.SourceDIMSE && info.Source != store.SourceSTOW {
+		return nil
+	}
+	g.closeMu.RLock()
+	closed := g.closed
+	g.closeMu.RUnlock()
+	if closed {
+		return nil
+	}
+	unlock := g.locks.lock(info.SOPInstanceUID)
+	if exists, err := g.cfg.Metadata.HasInstance(ctx, info.SOPInstanceUID); err != nil || exists {
+		unlock()
+		return nil
+	}
+	if err := g.backpressure(ctx, true); err != nil {
+		unlock()
+		return nil
+	}
+	at := time.Now().UTC()
+	key := store.InstanceBlobKey(info.SOPInstanceUID, at)
+	w, err := bs.NewBlobWriter(ctx, key)
+	if err != nil {
+		unlock()
+		return nil
+	}
+	return &Early{g: g, info: info, unlock: unlock, key: key, at: at, w: w}
+}
+
+// Write passes the next bytes of the instance to its blob; p is not kept.
+// An error is sticky and returned again by IngestEarly.
+func (e *Early) Write(p []byte) (int, error) {
+	if e.ended {
+		return 0, ErrClosed
+	}
+	return e.w.Write(p)
+}
+
+// Abort gives up the early store: the blob is removed and the UID lock
+// released. It may be called more than once, and after IngestEarly (then
+// it does nothing).
+func (e *Early) Abort() {
+	if e.ended {
+		return
+	}
+	e.ended = true
+	e.w.Abort()
+	e.unlock()
+}
+
+// IngestEarly finishes an early store as IngestUnsynced does: b must be
+// exactly the bytes written to e (the whole instance, in memory). They are
+// parsed and checked against what Begin was told (ErrMismatch when the
+// data set's SOP Class or Instance UID differs, with the blob removed),
+// the blob is finished and fsynced while the group-commit writer builds
+// its transaction, and IngestEarly returns once the outcome is decided;
+// durable as for IngestUnsynced. e is finished either way.
+//
+// errors: as IngestUnsynced; a storage error when b is not what was
+// written.
+func (g *Ingester) IngestEarly(ctx context.Context, e *Early, b []byte) (out Outcome, durable func() error, err error) {
+	if e == nil || e.g != g || e.ended {
+		return Outcome{}, nil, fmt.Errorf("ingest: IngestEarly without a started instance")
+	}
+	fail := func(err error) (Outcome, func() error, error) {
+		e.Abort()
+		return out, nil, err
+	}
+	if err := g.walErr.Load(); err != nil {
+		return fail(*err)
+	}
+	if int64(len(b)) > g.cfg.MaxInstanceSize {
+		return fail(fmt.Errorf("%w: larger than %d bytes", ErrInvalid, g.cfg.MaxInstanceSize))
+	}
+	in, o, err := g.prepare(b, e.info)
+	out = o
+	if err != nil {
+		return fail(err)
+	}
+	if in.SOPInstanceUID != e.info.SOPInstanceUID { // a test hook rewrote it
+		return fail(fmt.Errorf("%w: SOP Instance UID changed", ErrMismatch))
+	}
+	bi, sync, err := e.w.Close()
+	if err != nil {
+		return fail(fmt.Errorf("ingest: storing blob: %w", err))
+	}
+	if bi.Size != int64(len(b)) {
+		// A caller's bug, never the sender's: refuse rather than store
+		// bytes that differ from the ones parsed.
+		_ = sync()
+		g.deleteBlob(e.key)
+		e.ended = true
+		e.unlock()
+		return out, nil, fmt.Errorf("ingest: storing blob: %d bytes written, the instance has %d", bi.Size, len(b))
+	}
+	e.ended = true
+	in.BlobKey, in.ReceivedAt = e.key, e.at
+	in.Size, in.SHA256 = bi.Size, bi.SHA256
+	p := &pending{done: make(chan struct{}), settled: make(chan struct{}), synced: make(chan struct{})}
+	go func() {
+		p.blobErr = sync()
+		close(p.synced)
+	}()
+	return g.submit(in, out, p, e.unlock)
+}
