@@ -32,6 +32,8 @@ type BlobWriter struct {
 	path, dir string
 	file      *os.File
 	direct    bool // the file is open with O_DIRECT
+	// nameWithFile: the file's fsync makes its name durable (FS.nameWithFile)
+	nameWithFile bool
 
 	hash hash.Hash
 	enc  io.WriteCloser // the codec's encoder over sink, nil without a codec
@@ -83,7 +85,7 @@ func (f *FS) NewBlobWriter(ctx context.Context, key string) (*BlobWriter, error)
 	if err != nil {
 		return nil, fmt.Errorf("store: creating blob file: %w", err)
 	}
-	w := &BlobWriter{key: key, path: p, dir: dir, file: file, hash: sha256.New(),
+	w := &BlobWriter{key: key, path: p, dir: dir, file: file, hash: sha256.New(), nameWithFile: f.nameWithFile,
 		blocks: make(chan block, 64), werr: make(chan error, 1)}
 	w.direct = directIO(file, true)
 	go w.writeBlocks()
@@ -300,7 +302,7 @@ func (w *BlobWriter) Close() (info BlobInfo, sync func() error, err error) {
 		return BlobInfo{}, nil, w.err
 	}
 	info = BlobInfo{Key: w.key, Size: w.n, SHA256: hex.EncodeToString(w.hash.Sum(nil))}
-	wr := &written{file: w.file, path: w.path, dir: w.dir, mode: putInPlaceDurable, info: info}
+	wr := &written{file: w.file, path: w.path, dir: w.dir, mode: putInPlaceDurable, info: info, nameWithFile: w.nameWithFile}
 	return info, func() error { return wr.finish(context.Background()) }, nil
 }
 

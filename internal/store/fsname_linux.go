@@ -1,0 +1,120 @@
+package store
+
+import (
+	"bufio"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// fileSyncCoversNewName reports whether, on the file system holding dir,
+// the fsync of a newly created file also makes its directory entry
+// durable, so that a separate fsync of the directory only costs another
+// device flush (about 0.2 ms on the development VM's virtio disk):
+//
+//   - ext4: with a journal, the create is in the transaction the file's
+//     fsync commits (or an earlier one); without one, ext4_sync_file syncs
+//     the parent directories of an inode created since it was last synced
+//     (ext4_sync_parent, Linux commits 14ece1028b3e and 0893ed458b4b,
+//     2010-2011: "in the absence of a journal, when an fsync/fdatasync of
+//     an inode is done, the parent directory should be sync'ed if this
+//     inode entry is new").
+//   - XFS: the create logs the new inode and the directory change in one
+//     transaction, and xfs_file_fsync forces the log up to the inode's
+//     last logged change.
+//
+// false for any other file system (tmpfs, NFS, btrfs, ext2/ext3 drivers)
+// and when the mount table cannot be read: the directory is then fsynced.
+func fileSyncCoversNewName(dir string) bool {
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return false
+	}
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	switch mountFSType(f, real) {
+	case "ext4", "xfs":
+		return true
+	}
+	return false
+}
+
+// mountFSType returns the file system type of the mount holding path (an
+// absolute path without symbolic links) from a /proc/self/mountinfo
+// table: the entry with the longest mount point containing path, the
+// later one among equals (it is mounted over the earlier). "" when none
+// matches or the table is malformed.
+func mountFSType(mountinfo io.Reader, path string) string {
+	best, bestLen := "", -1
+	sc := bufio.NewScanner(mountinfo)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		// 36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		if !ok {
+			continue
+		}
+		fields, after := strings.Fields(pre), strings.Fields(post)
+		if len(fields) < 5 || len(after) < 1 {
+			continue
+		}
+		mp := unescapeMountPath(fields[4])
+		if !within(path, mp) || len(mp) < bestLen {
+			continue
+		}
+		best, bestLen = after[0], len(mp)
+	}
+	if sc.Err() != nil {
+		return ""
+	}
+	return best
+}
+
+// within reports whether path is dir or below it.
+func within(path, dir string) bool {
+	if dir == "/" || path == dir {
+		return true
+	}
+	return strings.HasPrefix(path, dir+"/")
+}
+
+// unescapeMountPath undoes mountinfo's octal escapes (\040 for a space,
+// \011, \012, \134).
+func unescapeMountPath(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, ok := octal3(s[i+1 : i+4]); ok {
+				b.WriteByte(v)
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func octal3(s string) (byte, bool) {
+	if len(s) != 3 {
+		return 0, false
+	}
+	v := 0
+	for _, c := range s {
+		if c < '0' || c > '7' {
+			return 0, false
+		}
+		v = v*8 + int(c-'0')
+	}
+	if v > 255 {
+		return 0, false
+	}
+	return byte(v), true
+}
