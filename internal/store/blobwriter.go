@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -15,14 +14,15 @@ import (
 )
 
 // BlobWriter writes a fresh blob while its bytes are still arriving
-// (FS.NewBlobWriter): each Write hashes the plaintext (SHA-256), encodes
-// it through the codec, and hands every full block of the file's bytes to
-// a goroutine that writes it to the device (O_DIRECT where the file
-// system takes it) while the next bytes arrive. Package dimse feeds it
-// the PDVs of a C-STORE data set as they are read off the connection, so
-// that once the last byte is in, only what the device has not written
-// yet and the fsync are left to wait for (C-STORE over one association on
-// two cores: 195 → 221 instances/s; see docs/operations.md, Performance).
+// (FS.NewBlobWriter). Each Write passes a copy of the plaintext to a
+// goroutine that hashes it (SHA-256), encodes it through the codec, and
+// hands every full block of the file's bytes to another goroutine that
+// writes it to the device (O_DIRECT where the file system takes it) while
+// the next bytes arrive. Package dimse feeds it the PDVs of a C-STORE
+// data set as they are read off the connection, so that once the last
+// byte is in, only what the device has not written yet and the fsync are
+// left to wait for (C-STORE over one association on two cores: 195 → 221
+// instances/s; see docs/operations.md, Performance).
 //
 // Use: Write the bytes in order, then Close (bytes written, durable later
 // through the returned sync) or Abort (nothing left). Not safe for
@@ -35,7 +35,15 @@ type BlobWriter struct {
 	// nameWithFile: the file's fsync makes its name durable (FS.nameWithFile)
 	nameWithFile bool
 
-	hash hash.Hash
+	// The SHA-256 runs on its own goroutine (hashBlocks), over copies of
+	// the plaintext in blobBlockSize pieces, while Write encrypts: on two
+	// cores the sender's PDVs then arrive about as fast as one of the two
+	// keeps up, instead of waiting for both one after the other.
+	hcur    *[]byte // plaintext block being filled for the hasher (pooled)
+	hcurLen int
+	hblocks chan block
+	hsum    chan []byte // the digest, once hblocks is closed
+	hsent   bool
 	enc  io.WriteCloser // the codec's encoder over sink, nil without a codec
 	n    int64          // plaintext bytes written
 
@@ -85,10 +93,12 @@ func (f *FS) NewBlobWriter(ctx context.Context, key string) (*BlobWriter, error)
 	if err != nil {
 		return nil, fmt.Errorf("store: creating blob file: %w", err)
 	}
-	w := &BlobWriter{key: key, path: p, dir: dir, file: file, hash: sha256.New(), nameWithFile: f.nameWithFile,
+	w := &BlobWriter{key: key, path: p, dir: dir, file: file, nameWithFile: f.nameWithFile,
+		hblocks: make(chan block, 64), hsum: make(chan []byte, 1),
 		blocks: make(chan block, 64), werr: make(chan error, 1)}
 	w.direct = directIO(file, true)
 	go w.writeBlocks()
+	go w.hashBlocks()
 	if f.codec != nil {
 		if w.enc, err = f.codec.Encode(sinkWriter{w}); err == nil {
 			err = w.err
@@ -110,7 +120,7 @@ func (w *BlobWriter) Write(p []byte) (int, error) {
 	if w.done {
 		return 0, errors.New("store: blob writer closed")
 	}
-	w.hash.Write(p)
+	w.hashOut(p)
 	w.n += int64(len(p))
 	if w.enc != nil {
 		if _, err := w.enc.Write(p); err != nil {
@@ -124,6 +134,49 @@ func (w *BlobWriter) Write(p []byte) (int, error) {
 		return 0, w.err
 	}
 	return len(p), nil
+}
+
+// hashOut copies p into the hasher's blocks, queueing each full one.
+func (w *BlobWriter) hashOut(p []byte) {
+	for len(p) > 0 {
+		if w.hcur == nil {
+			w.hcur = blobBlocks.Get().(*[]byte)
+			w.hcurLen = 0
+		}
+		b := (*w.hcur)[:blobBlockSize]
+		k := copy(b[w.hcurLen:], p)
+		w.hcurLen += k
+		p = p[k:]
+		if w.hcurLen == blobBlockSize {
+			w.hblocks <- block{bp: w.hcur, b: b}
+			w.hcur = nil
+		}
+	}
+}
+
+// hashBlocks hashes the queued plaintext blocks in order and sends the
+// digest on hsum once hblocks is closed.
+func (w *BlobWriter) hashBlocks() {
+	h := sha256.New()
+	for blk := range w.hblocks {
+		h.Write(blk.b)
+		blobBlocks.Put(blk.bp)
+	}
+	w.hsum <- h.Sum(nil)
+}
+
+// hashStop queues the last plaintext block and returns the digest.
+func (w *BlobWriter) hashStop() []byte {
+	if w.hsent {
+		return nil
+	}
+	w.hsent = true
+	if w.hcur != nil {
+		w.hblocks <- block{bp: w.hcur, b: (*w.hcur)[:w.hcurLen]}
+		w.hcur = nil
+	}
+	close(w.hblocks)
+	return <-w.hsum
 }
 
 // sinkWriter is the codec encoder's destination: the file's bytes.
@@ -296,12 +349,13 @@ func (w *BlobWriter) Close() (info BlobInfo, sync func() error, err error) {
 		w.fail(fmt.Errorf("store: writing blob: %w", err))
 	}
 	w.done = true
+	sum := w.hashStop()
 	if w.err != nil {
 		w.file.Close()
 		os.Remove(w.path)
 		return BlobInfo{}, nil, w.err
 	}
-	info = BlobInfo{Key: w.key, Size: w.n, SHA256: hex.EncodeToString(w.hash.Sum(nil))}
+	info = BlobInfo{Key: w.key, Size: w.n, SHA256: hex.EncodeToString(sum)}
 	wr := &written{file: w.file, path: w.path, dir: w.dir, mode: putInPlaceDurable, info: info, nameWithFile: w.nameWithFile}
 	return info, func() error { return wr.finish(context.Background()) }, nil
 }
@@ -319,6 +373,7 @@ func (w *BlobWriter) stop() error {
 // Abort stops the writer and removes the file. It may be called after a
 // failed Close, or more than once.
 func (w *BlobWriter) Abort() {
+	w.hashStop()
 	if w.cur != nil {
 		blobBlocks.Put(w.cur)
 		w.cur = nil
