@@ -21,8 +21,8 @@
 #   RADFLOW_BIN  a radflow binary to measure (default: built from this tree)
 #   KEEP   1 keeps the temporary directory
 # Durability differs (see docs/operations.md, Performance): radflow
-# acknowledges after the blob fsync, its directory fsync and a WAL fsync
-# (synchronous=FULL); Orthanc fdatasyncs each stored file when
+# acknowledges after the blob fsync (with its directory's where the file
+# system needs one: not ext4 or XFS), a WAL fsync and the audit record's; Orthanc fdatasyncs each stored file when
 # SyncStorageArea is true but commits its SQLite index with
 # synchronous=NORMAL in WAL mode (no fsync per commit).
 set -euo pipefail
@@ -180,7 +180,7 @@ for s in "${servers[@]}"; do
 		row+=("${med[$s.$wl]}")
 	done
 	case $s in
-	radflow) label="radflow (fsync blob+dir+WAL)" ;;
+	radflow) label="radflow (fsync blob+WAL+audit)" ;;
 	orthanc-true) label="Orthanc SyncStorageArea=true" ;;
 	orthanc-false) label="Orthanc SyncStorageArea=false" ;;
 	esac
