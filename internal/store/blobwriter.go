@@ -14,15 +14,17 @@ import (
 )
 
 // BlobWriter writes a fresh blob while its bytes are still arriving
-// (FS.NewBlobWriter). Each Write passes a copy of the plaintext to a
-// goroutine that hashes it (SHA-256), encodes it through the codec, and
-// hands every full block of the file's bytes to another goroutine that
-// writes it to the device (O_DIRECT where the file system takes it) while
-// the next bytes arrive. Package dimse feeds it the PDVs of a C-STORE
-// data set as they are read off the connection, so that once the last
-// byte is in, only what the device has not written yet and the fsync are
-// left to wait for (C-STORE over one association on two cores: 195 → 221
-// instances/s; see docs/operations.md, Performance).
+// (FS.NewBlobWriter). Each Write passes a copy of the plaintext, 256 KiB
+// at a time, to a goroutine that hashes it (SHA-256), and encodes it
+// through the codec into 4 KiB-aligned blocks, which are written to the
+// device (O_DIRECT where the file system takes it) with one pwritev per
+// MiB gathered, and the rest by Close. Package dimse feeds it the PDVs of
+// a C-STORE data set as they are read off the connection: by the time the
+// last byte is in, the plaintext is hashed and encrypted, and only the
+// write of the last MiB and the fsync are left (C-STORE over one
+// association on two cores: 195 → 221 instances/s with the hash on the
+// same goroutine, and receiving a 0.5 MB data set 0.83 → 0.54 ms with it
+// on its own; see docs/operations.md, Performance).
 //
 // Use: Write the bytes in order, then Close (bytes written, durable later
 // through the returned sync) or Abort (nothing left). Not safe for
@@ -35,42 +37,51 @@ type BlobWriter struct {
 	// nameWithFile: the file's fsync makes its name durable (FS.nameWithFile)
 	nameWithFile bool
 
-	// The SHA-256 runs on its own goroutine (hashBlocks), over copies of
-	// the plaintext in blobBlockSize pieces, while Write encrypts: on two
-	// cores the sender's PDVs then arrive about as fast as one of the two
-	// keeps up, instead of waiting for both one after the other.
+	// The SHA-256 runs on its own goroutine (hashBlocks) while Write
+	// encrypts: on two cores the sender's PDVs then arrive about as fast
+	// as one of the two keeps up, instead of waiting for both in turn.
 	hcur    *[]byte // plaintext block being filled for the hasher (pooled)
 	hcurLen int
-	hblocks chan block
-	hsum    chan []byte // the digest, once hblocks is closed
+	hbatch  []block      // full plaintext blocks not yet handed over
+	hblocks chan []block // to the hasher
+	hsum    chan []byte  // the digest, once hblocks is closed
 	hsent   bool
-	enc  io.WriteCloser // the codec's encoder over sink, nil without a codec
-	n    int64          // plaintext bytes written
 
-	cur    *[]byte // aligned block being filled (pooled), nil before the first byte
-	curLen int
-	off    int64 // file offset of cur
-	blocks chan block
-	werr   chan error // the write goroutine's result, once blocks is closed
-	sent   bool       // blocks closed
-	err    error      // sticky
-	done   bool       // Close or Abort called
+	enc io.WriteCloser // the codec's encoder over sink, nil without a codec
+	n   int64          // plaintext bytes written
+
+	cur     *[]byte // aligned block being filled (pooled), nil before the first byte
+	curLen  int
+	pending []block // full blocks not yet written, from file offset off
+	off     int64
+	err     error // sticky
+	done    bool  // Close or Abort called
 }
 
-// block is a piece of the file's bytes for the write goroutine.
+// block is a piece of the file's bytes or of the plaintext.
 type block struct {
-	bp  *[]byte
-	b   []byte
-	off int64
+	bp *[]byte
+	b  []byte
 }
 
-// blobBlockSize is how many file bytes a BlobWriter gathers before it
-// queues them for the device: a multiple of directAlign. The first write
-// of a 0.5 MB CT slice starts once its first 64 KiB are in.
-const blobBlockSize = 64 << 10
+const (
+	// blobBlockSize is the unit BlobWriter gathers bytes in: a multiple
+	// of directAlign.
+	blobBlockSize = 64 << 10
+	// hashBatch blocks are handed to the hasher at once (256 KiB: two
+	// goroutine wake-ups for a 0.5 MB CT slice, not eight).
+	hashBatch = 4
+	// writeBatch blocks are written at once (1 MiB): the write of a
+	// 0.5 MB CT slice is one pwritev, at Close; a large data set is
+	// written as it arrives, holding at most 1 MiB. (A goroutine writing
+	// each block as it filled had not been scheduled before Close
+	// anyway: on two cores the sender, the reader and the hasher keep
+	// both busy while a data set arrives.)
+	writeBatch = 16
+)
 
-// blobBlocks recycles BlobWriter's aligned blocks (with directAlign of
-// slack in front, see alignedBuffer).
+// blobBlocks recycles BlobWriter's blocks (with directAlign of slack in
+// front, see alignedBuffer).
 var blobBlocks = sync.Pool{New: func() any { b := make([]byte, 0, blobBlockSize+directAlign); return &b }}
 
 // NewBlobWriter creates the file for key, which must not exist yet
@@ -94,10 +105,8 @@ func (f *FS) NewBlobWriter(ctx context.Context, key string) (*BlobWriter, error)
 		return nil, fmt.Errorf("store: creating blob file: %w", err)
 	}
 	w := &BlobWriter{key: key, path: p, dir: dir, file: file, nameWithFile: f.nameWithFile,
-		hblocks: make(chan block, 64), hsum: make(chan []byte, 1),
-		blocks: make(chan block, 64), werr: make(chan error, 1)}
+		hblocks: make(chan []block, 16), hsum: make(chan []byte, 1)}
 	w.direct = directIO(file, true)
-	go w.writeBlocks()
 	go w.hashBlocks()
 	if f.codec != nil {
 		if w.enc, err = f.codec.Encode(sinkWriter{w}); err == nil {
@@ -111,8 +120,8 @@ func (f *FS) NewBlobWriter(ctx context.Context, key string) (*BlobWriter, error)
 	return w, nil
 }
 
-// Write hashes and encodes p and queues the encoded bytes for the file;
-// p is not kept. An error is sticky (Close returns it too).
+// Write hashes and encodes p and writes the encoded bytes once a MiB is
+// gathered; p is not kept. An error is sticky (Close returns it too).
 func (w *BlobWriter) Write(p []byte) (int, error) {
 	if w.err != nil {
 		return 0, w.err
@@ -136,7 +145,8 @@ func (w *BlobWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// hashOut copies p into the hasher's blocks, queueing each full one.
+// hashOut copies p into the hasher's blocks, handing them over hashBatch
+// at a time.
 func (w *BlobWriter) hashOut(p []byte) {
 	for len(p) > 0 {
 		if w.hcur == nil {
@@ -148,32 +158,43 @@ func (w *BlobWriter) hashOut(p []byte) {
 		w.hcurLen += k
 		p = p[k:]
 		if w.hcurLen == blobBlockSize {
-			w.hblocks <- block{bp: w.hcur, b: b}
+			w.hbatch = append(w.hbatch, block{bp: w.hcur, b: b})
 			w.hcur = nil
+			if len(w.hbatch) == hashBatch {
+				w.hblocks <- w.hbatch
+				w.hbatch = nil
+			}
 		}
 	}
 }
 
-// hashBlocks hashes the queued plaintext blocks in order and sends the
-// digest on hsum once hblocks is closed.
+// hashBlocks hashes the handed-over plaintext blocks in order and sends
+// the digest on hsum once hblocks is closed.
 func (w *BlobWriter) hashBlocks() {
 	h := sha256.New()
-	for blk := range w.hblocks {
-		h.Write(blk.b)
-		blobBlocks.Put(blk.bp)
+	for batch := range w.hblocks {
+		for _, blk := range batch {
+			h.Write(blk.b)
+			blobBlocks.Put(blk.bp)
+		}
 	}
 	w.hsum <- h.Sum(nil)
 }
 
-// hashStop queues the last plaintext block and returns the digest.
+// hashStop hands over the last plaintext and returns the digest (nil when
+// already stopped).
 func (w *BlobWriter) hashStop() []byte {
 	if w.hsent {
 		return nil
 	}
 	w.hsent = true
 	if w.hcur != nil {
-		w.hblocks <- block{bp: w.hcur, b: (*w.hcur)[:w.hcurLen]}
+		w.hbatch = append(w.hbatch, block{bp: w.hcur, b: (*w.hcur)[:w.hcurLen]})
 		w.hcur = nil
+	}
+	if len(w.hbatch) > 0 {
+		w.hblocks <- w.hbatch
+		w.hbatch = nil
 	}
 	close(w.hblocks)
 	return <-w.hsum
@@ -190,7 +211,8 @@ func (s sinkWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// out appends file bytes to the current block, queueing each full one.
+// out appends file bytes to the current block; full blocks are written
+// writeBatch at a time.
 func (w *BlobWriter) out(p []byte) {
 	for len(p) > 0 && w.err == nil {
 		if w.cur == nil {
@@ -202,17 +224,41 @@ func (w *BlobWriter) out(p []byte) {
 		w.curLen += k
 		p = p[k:]
 		if w.curLen == blobBlockSize {
-			w.queue(b)
+			w.pending = append(w.pending, block{bp: w.cur, b: b})
+			w.cur = nil
+			if len(w.pending) == writeBatch {
+				w.flush()
+			}
 		}
 	}
 }
 
-// queue hands the current block (b, its first curLen bytes) to the write
-// goroutine.
-func (w *BlobWriter) queue(b []byte) {
-	w.blocks <- block{bp: w.cur, b: b[:w.curLen], off: w.off}
-	w.off += int64(w.curLen)
-	w.cur, w.curLen = nil, 0
+// flush writes the pending blocks with one pwritev and recycles them.
+func (w *BlobWriter) flush() {
+	if len(w.pending) == 0 {
+		return
+	}
+	if w.err == nil {
+		iovs := make([][]byte, len(w.pending))
+		n := 0
+		for i, b := range w.pending {
+			iovs[i] = b.b
+			n += len(b.b)
+		}
+		if err := w.writeAt(iovs, w.off); err != nil {
+			w.fail(fmt.Errorf("store: writing blob: %w", err))
+		}
+		w.off += int64(n)
+	}
+	w.release()
+}
+
+// release recycles the pending blocks and the current one.
+func (w *BlobWriter) release() {
+	for _, b := range w.pending {
+		blobBlocks.Put(b.bp)
+	}
+	w.pending = w.pending[:0]
 }
 
 // fail records the first error.
@@ -220,49 +266,6 @@ func (w *BlobWriter) fail(err error) {
 	if w.err == nil {
 		w.err = err
 	}
-}
-
-// writeBlocks writes the queued blocks in order, each write taking every
-// block queued by then (one pwritev: one request to the device, which
-// costs about the same for 64 KiB as for 512 KiB, so the writes keep up
-// with the bytes arriving however fast the device is). The first error
-// stops the writes (later blocks are only recycled) and is reported on
-// werr.
-func (w *BlobWriter) writeBlocks() {
-	var err error
-	batch := make([]block, 0, 16)
-	iovs := make([][]byte, 0, 16)
-	for open := true; open; {
-		blk, ok := <-w.blocks
-		if !ok {
-			break
-		}
-		batch = append(batch[:0], blk)
-	drain:
-		for len(batch) < 1024 {
-			select {
-			case b, ok := <-w.blocks:
-				if !ok {
-					open = false
-					break drain
-				}
-				batch = append(batch, b)
-			default:
-				break drain
-			}
-		}
-		if err == nil {
-			iovs = iovs[:0]
-			for _, b := range batch {
-				iovs = append(iovs, b.b)
-			}
-			err = w.writeAt(iovs, batch[0].off)
-		}
-		for _, b := range batch {
-			blobBlocks.Put(b.bp)
-		}
-	}
-	w.werr <- err
 }
 
 // writeAt writes iovs one after the other at off. With O_DIRECT, a last
@@ -327,11 +330,13 @@ func writeAll(f *os.File, iovs [][]byte, off int64) error {
 	return nil
 }
 
-// Close finishes the blob: the codec's last chunk, then the last block. It returns the plaintext size and SHA-256 and
-// sync, which must be called exactly once: it fsyncs the file and its
-// directory concurrently and closes the file (on error it removes the
-// file; a failed directory fsync may leave it: delete the key). On error
-// nothing is left. errors: the first write or codec error, I/O errors.
+// Close finishes the blob: the codec's last chunk, then what is not
+// written yet. It returns the plaintext size and SHA-256 and sync, which
+// must be called exactly once: it fsyncs the file (and its directory,
+// concurrently, where the file system needs it) and closes the file (on
+// error it removes the file; a failed directory fsync may leave it:
+// delete the key). On error nothing is left. errors: the first write or
+// codec error, I/O errors.
 func (w *BlobWriter) Close() (info BlobInfo, sync func() error, err error) {
 	if w.done {
 		return BlobInfo{}, nil, errors.New("store: blob writer closed")
@@ -341,13 +346,11 @@ func (w *BlobWriter) Close() (info BlobInfo, sync func() error, err error) {
 			w.fail(fmt.Errorf("store: blob codec: %w", cerr))
 		}
 	}
-	if w.err == nil && w.cur != nil {
-		b := alignedBuffer(w.cur, blobBlockSize)[:blobBlockSize]
-		w.queue(b)
+	if w.cur != nil {
+		w.pending = append(w.pending, block{bp: w.cur, b: alignedBuffer(w.cur, blobBlockSize)[:w.curLen]})
+		w.cur = nil
 	}
-	if err := w.stop(); err != nil {
-		w.fail(fmt.Errorf("store: writing blob: %w", err))
-	}
+	w.flush()
 	w.done = true
 	sum := w.hashStop()
 	if w.err != nil {
@@ -360,16 +363,6 @@ func (w *BlobWriter) Close() (info BlobInfo, sync func() error, err error) {
 	return info, func() error { return wr.finish(context.Background()) }, nil
 }
 
-// stop closes the block queue and waits for the write goroutine.
-func (w *BlobWriter) stop() error {
-	if w.sent {
-		return nil
-	}
-	w.sent = true
-	close(w.blocks)
-	return <-w.werr
-}
-
 // Abort stops the writer and removes the file. It may be called after a
 // failed Close, or more than once.
 func (w *BlobWriter) Abort() {
@@ -378,7 +371,7 @@ func (w *BlobWriter) Abort() {
 		blobBlocks.Put(w.cur)
 		w.cur = nil
 	}
-	_ = w.stop()
+	w.release()
 	if !w.done {
 		w.done = true
 		w.file.Close()

@@ -16,7 +16,8 @@ import (
 
 // A blob written piece by piece as it arrives (BlobWriter) has exactly its
 // bytes, whatever the sizes of the pieces and of the whole (around the
-// alignment and the 128 KiB block, and a 0.5 MB CT slice), with a
+// alignment and the 64 KiB block, a 0.5 MB CT slice, and sizes written
+// 1 MiB at a time while they arrive), with a
 // streaming codec and none, on a file system that takes O_DIRECT and on
 // tmpfs, which refuses it; Close reports the plain size and SHA-256.
 func TestBlobWriterSizes(t *testing.T) {
@@ -27,7 +28,8 @@ func TestBlobWriterSizes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for i, n := range []int{0, 1, 4095, 4097, blobBlockSize - 1, blobBlockSize, blobBlockSize + 1, 530946} {
+			for i, n := range []int{0, 1, 4095, 4097, blobBlockSize - 1, blobBlockSize, blobBlockSize + 1, 530946,
+				writeBatch * blobBlockSize, 3*writeBatch*blobBlockSize + 17} { // written while arriving, then by Close
 				for _, piece := range []int{1000, 16372, 65536, 1 << 20} {
 					if n > 5000 && piece == 1000 {
 						continue
