@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 )
 
 // ErrIntegrity: an encrypted object or field failed authentication: a
@@ -176,7 +177,8 @@ func (c *Codec) Encode(w io.Writer) (io.WriteCloser, error) {
 	if _, err := w.Write(h.raw[:]); err != nil {
 		return nil, err
 	}
-	e := &encWriter{w: w, aead: g, buf: make([]byte, 0, ChunkSize), out: make([]byte, 0, ChunkSize+tagSize)}
+	bufs := chunkBufs.Get().(*[2][]byte)
+	e := &encWriter{w: w, aead: g, bufs: bufs, buf: bufs[0][:0], out: bufs[1][:0]}
 	copy(e.prefix[:], h.raw[offPrefix:offPrefix+7])
 	return e, nil
 }
@@ -221,6 +223,7 @@ func (c *Codec) AppendEncoded(dst, plaintext []byte) ([]byte, error) {
 }
 
 type encWriter struct {
+	bufs    *[2][]byte // pooled: buf's and out's memory, until Close
 	w       io.Writer
 	aead    cipher.AEAD
 	prefix  [7]byte
@@ -283,8 +286,18 @@ func (e *encWriter) Close() error {
 	}
 	e.closed = true
 	e.err = e.seal(true)
+	// The chunk buffers go back to the pool (a writer that is never
+	// closed leaves them to the garbage collector).
+	chunkBufs.Put(e.bufs)
+	e.bufs, e.buf, e.out = nil, nil, nil
 	return e.err
 }
+
+// chunkBufs recycles an encWriter's plaintext and sealed chunk buffers
+// (128 KiB a blob, allocated and zeroed per blob before).
+var chunkBufs = sync.Pool{New: func() any {
+	return &[2][]byte{make([]byte, 0, ChunkSize), make([]byte, 0, ChunkSize+tagSize)}
+}}
 
 // Decode reads and authenticates the header and returns a reader of the
 // plaintext; each chunk is authenticated before any of its bytes are
