@@ -18,18 +18,19 @@ var _ blobStreamer = (*store.FS)(nil)
 
 // Early is an instance stored while its bytes are still arriving (Begin):
 // its blob is hashed, encoded and written to the device piece by piece,
-// so that once the last byte is in only the blob's last block, its fsync
-// and the commit are left. It holds the instance's SOP Instance UID lock
-// from Begin until IngestEarly's durable returns (or Abort). Not safe for
-// concurrent use.
+// so that once the last byte is in only the blob's last write, its fsync
+// and the commit are left. No lock is held while the bytes arrive (its
+// blob key is its own): a sender that stalls mid data set holds up no
+// other copy of the instance. IngestEarly takes the SOP Instance UID's
+// lock, and answers a copy stored meanwhile as already stored. Not safe
+// for concurrent use.
 type Early struct {
-	g      *Ingester
-	info   SourceInfo
-	unlock func()
-	key    string
-	at     time.Time
-	w      *store.BlobWriter
-	ended  bool
+	g     *Ingester
+	info  SourceInfo
+	key   string
+	at    time.Time
+	w     *store.BlobWriter
+	ended bool
 }
 
 // Begin starts storing the instance info announces (info.SOPInstanceUID
@@ -41,8 +42,8 @@ type Early struct {
 // Begin returns nil when the instance is better ingested the usual way,
 // by Ingest, which then gives the answer: it is already stored (Ingest
 // answers it idempotently), it would be refused for backpressure, ingest
-// has failed or closed, or the blob store cannot stream. It never
-// blocks on anything but a concurrent ingest of the same SOP Instance UID.
+// has failed or closed, or the blob store cannot stream. It takes no
+// lock and never waits for another ingest.
 func (g *Ingester) Begin(ctx context.Context, info SourceInfo) *Early {
 	bs, ok := g.cfg.Blobs.(blobStreamer)
 	if !ok || info.SOPInstanceUID == "" || g.walErr.Load() != nil {
@@ -57,23 +58,19 @@ func (g *Ingester) Begin(ctx context.Context, info SourceInfo) *Early {
 	if closed {
 		return nil
 	}
-	unlock := g.locks.lock(info.SOPInstanceUID)
 	if exists, err := g.cfg.Metadata.HasInstance(ctx, info.SOPInstanceUID); err != nil || exists {
-		unlock()
 		return nil
 	}
 	if err := g.backpressure(ctx, true); err != nil {
-		unlock()
 		return nil
 	}
 	at := time.Now().UTC()
 	key := store.InstanceBlobKey(info.SOPInstanceUID, at)
 	w, err := bs.NewBlobWriter(ctx, key)
 	if err != nil {
-		unlock()
 		return nil
 	}
-	return &Early{g: g, info: info, unlock: unlock, key: key, at: at, w: w}
+	return &Early{g: g, info: info, key: key, at: at, w: w}
 }
 
 // Write passes the next bytes of the instance to its blob; p is not kept.
@@ -85,25 +82,25 @@ func (e *Early) Write(p []byte) (int, error) {
 	return e.w.Write(p)
 }
 
-// Abort gives up the early store: the blob is removed and the UID lock
-// released. It may be called more than once, and after IngestEarly (then
-// it does nothing).
+// Abort gives up the early store: the blob is removed. It may be called
+// more than once, and after IngestEarly (then it does nothing).
 func (e *Early) Abort() {
 	if e.ended {
 		return
 	}
 	e.ended = true
 	e.w.Abort()
-	e.unlock()
 }
 
 // IngestEarly finishes an early store as IngestUnsynced does: b must be
 // exactly the bytes written to e (the whole instance, in memory). They are
 // parsed and checked against what Begin was told (ErrMismatch when the
-// data set's SOP Class or Instance UID differs, with the blob removed),
-// the blob is finished and fsynced while the group-commit writer builds
-// its transaction, and IngestEarly returns once the outcome is decided;
-// durable as for IngestUnsynced. e is finished either way.
+// data set's SOP Class or Instance UID differs, with the blob removed).
+// Then the SOP Instance UID's lock is taken: a copy stored since Begin
+// makes this one a duplicate (Created=false, its blob removed); otherwise
+// the blob's last write is made, its fsync runs while the group-commit
+// writer builds its transaction, and IngestEarly returns once the outcome
+// is decided; durable as for IngestUnsynced. e is finished either way.
 //
 // errors: as IngestUnsynced; a storage error when b is not what was
 // written.
@@ -129,20 +126,32 @@ func (g *Ingester) IngestEarly(ctx context.Context, e *Early, b []byte) (out Out
 	if in.SOPInstanceUID != e.info.SOPInstanceUID { // a test hook rewrote it
 		return fail(fmt.Errorf("%w: SOP Instance UID changed", ErrMismatch))
 	}
+
+	unlock := g.locks.lock(in.SOPInstanceUID)
+	exists, err := g.cfg.Metadata.HasInstance(ctx, in.SOPInstanceUID)
+	if err != nil || exists {
+		unlock()
+		e.Abort()
+		if err != nil {
+			return out, nil, fmt.Errorf("ingest: %w", err)
+		}
+		return out, noWait, nil // stored by another copy since Begin
+	}
 	bi, sync, err := e.w.Close()
+	e.ended = true
 	if err != nil {
-		return fail(fmt.Errorf("ingest: storing blob: %w", err))
+		unlock()
+		e.w.Abort()
+		return out, nil, fmt.Errorf("ingest: storing blob: %w", err)
 	}
 	if bi.Size != int64(len(b)) {
 		// A caller's bug, never the sender's: refuse rather than store
 		// bytes that differ from the ones parsed.
+		unlock()
 		_ = sync()
 		g.deleteBlob(e.key)
-		e.ended = true
-		e.unlock()
 		return out, nil, fmt.Errorf("ingest: storing blob: %d bytes written, the instance has %d", bi.Size, len(b))
 	}
-	e.ended = true
 	in.BlobKey, in.ReceivedAt = e.key, e.at
 	in.Size, in.SHA256 = bi.Size, bi.SHA256
 	p := &pending{done: make(chan struct{}), settled: make(chan struct{}), synced: make(chan struct{})}
@@ -150,5 +159,5 @@ func (g *Ingester) IngestEarly(ctx context.Context, e *Early, b []byte) (out Out
 		p.blobErr = sync()
 		close(p.synced)
 	}()
-	return g.submit(in, out, p, e.unlock)
+	return g.submit(in, out, p, unlock)
 }

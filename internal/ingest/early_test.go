@@ -147,40 +147,84 @@ func TestIngestEarlyFailuresLeaveNothing(t *testing.T) {
 	}
 }
 
-// A second copy of the instance arriving while the first is being stored
-// early waits for it and is then answered as already stored.
-func TestIngestEarlyHoldsTheUID(t *testing.T) {
+// A copy of the instance that arrives while another is still being
+// received early is not held up by it (a sender that stalls mid data set
+// must not block the retry of a modality): it is stored at once, and the
+// early one is then answered as already stored, its blob removed. Of two
+// early copies, exactly one is stored.
+func TestIngestEarlyDoesNotHoldTheUIDWhileReceiving(t *testing.T) {
 	b := ctBytes(t)
 	e := newEnv(t, t.TempDir(), queue.Config{}, Config{})
 	ctx := context.Background()
 	info := SourceInfo{Source: store.SourceDIMSE, SOPInstanceUID: ctUID}
-	early := e.g.Begin(ctx, info)
-	second := make(chan Outcome, 1)
+	stalled := e.g.Begin(ctx, info)
+	writeInPieces(t, stalled, b[:100000]) // and then nothing, for now
+
+	done := make(chan Outcome, 1)
 	go func() {
 		out, err := e.g.Ingest(ctx, bytes.NewReader(b), info)
 		if err != nil {
 			t.Error(err)
 		}
-		second <- out
+		done <- out
 	}()
 	select {
-	case <-second:
-		t.Fatal("the second copy did not wait for the first")
-	case <-time.After(100 * time.Millisecond):
+	case out := <-done:
+		if !out.Created {
+			t.Fatalf("the retry: %+v, want created", out)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a stalled early store held up another copy of the instance")
 	}
-	writeInPieces(t, early, b)
-	out, durable, err := e.g.IngestEarly(ctx, early, b)
-	if err != nil || !out.Created {
-		t.Fatalf("first: %+v %v", out, err)
+
+	writeInPieces(t, stalled, b[100000:])
+	out, durable, err := e.g.IngestEarly(ctx, stalled, b)
+	if err != nil || out.Created || out.SOPInstanceUID != ctUID {
+		t.Fatalf("the stalled copy: %+v %v, want answered as already stored", out, err)
 	}
 	if err := durable(); err != nil {
 		t.Fatal(err)
 	}
-	if out := <-second; out.Created || out.SOPInstanceUID != ctUID {
-		t.Errorf("second: %+v, want not created", out)
+	if n := e.count(t, "instances"); n != 1 {
+		t.Errorf("%d rows, want 1", n)
+	}
+	if f := e.blobFiles(t); len(f) != 1 {
+		t.Errorf("blob files %v, want 1", f)
+	}
+
+	// Two early copies of a new instance, finished concurrently.
+	e = newEnv(t, t.TempDir(), queue.Config{}, Config{})
+	var copies [2]*Early
+	for i := range copies {
+		if copies[i] = e.g.Begin(ctx, info); copies[i] == nil {
+			t.Fatal("Begin declined a new instance")
+		}
+		writeInPieces(t, copies[i], b)
+	}
+	outs := make(chan Outcome, 2)
+	for _, c := range copies {
+		go func() {
+			out, durable, err := e.g.IngestEarly(ctx, c, b)
+			if err == nil {
+				err = durable()
+			}
+			if err != nil {
+				t.Error(err)
+			}
+			outs <- out
+		}()
+	}
+	if o1, o2 := <-outs, <-outs; o1.Created == o2.Created {
+		t.Errorf("created %v and %v, want exactly one", o1.Created, o2.Created)
 	}
 	if n := e.count(t, "instances"); n != 1 {
-		t.Errorf("%d rows", n)
+		t.Errorf("%d rows, want 1", n)
+	}
+	if n := e.count(t, "river_job"); n != 2 {
+		t.Errorf("%d jobs, want 2 (one per model version)", n)
+	}
+	if f := e.blobFiles(t); len(f) != 1 {
+		t.Errorf("blob files %v, want 1", f)
 	}
 }
 
