@@ -96,11 +96,11 @@ func (e *Early) Abort() {
 // exactly the bytes written to e (the whole instance, in memory). They are
 // parsed and checked against what Begin was told (ErrMismatch when the
 // data set's SOP Class or Instance UID differs, with the blob removed).
-// Then the SOP Instance UID's lock is taken: a copy stored since Begin
-// makes this one a duplicate (Created=false, its blob removed); otherwise
-// the blob's last write is made, its fsync runs while the group-commit
-// writer builds its transaction, and IngestEarly returns once the outcome
-// is decided; durable as for IngestUnsynced. e is finished either way.
+// Then the SOP Instance UID's lock is taken, the blob's last write is
+// made, its fsync runs while the group-commit writer builds its
+// transaction, and IngestEarly returns once the outcome is decided;
+// durable as for IngestUnsynced. A copy stored since Begin makes this one
+// a duplicate (Created=false, its blob removed). e is finished either way.
 //
 // errors: as IngestUnsynced; a storage error when b is not what was
 // written.
@@ -127,16 +127,11 @@ func (g *Ingester) IngestEarly(ctx context.Context, e *Early, b []byte) (out Out
 		return fail(fmt.Errorf("%w: SOP Instance UID changed", ErrMismatch))
 	}
 
+	// A copy stored since Begin is found by the writer's insert (not
+	// created: this blob is removed and the call answered as a duplicate,
+	// as for Ingest); an exists query here would cost every instance one
+	// more query for a race that is rare.
 	unlock := g.locks.lock(in.SOPInstanceUID)
-	exists, err := g.cfg.Metadata.HasInstance(ctx, in.SOPInstanceUID)
-	if err != nil || exists {
-		unlock()
-		e.Abort()
-		if err != nil {
-			return out, nil, fmt.Errorf("ingest: %w", err)
-		}
-		return out, noWait, nil // stored by another copy since Begin
-	}
 	bi, sync, err := e.w.Close()
 	e.ended = true
 	if err != nil {
