@@ -120,18 +120,34 @@ func (d *DIMSE) record(req *dimse.StoreRequest, p auth.Principal) audit.Record {
 }
 
 // AuthorizeStore decides instance:store for the association's principal
-// before the data set is stored. errors: dimse.ErrNotAuthorized (status
-// 0124; a denied record was appended), or any other error (status 0110:
-// the peer no longer maps, the policy failed, the audit trail failed).
+// before the data set is stored (DecideStore, then DenyStore on a
+// denial). errors: dimse.ErrNotAuthorized (status 0124; a denied record
+// was appended), or any other error (status 0110: the peer no longer
+// maps, the policy failed, the audit trail failed).
 func (d *DIMSE) AuthorizeStore(ctx context.Context, req *dimse.StoreRequest) (StoreGrant, error) {
+	g, allowed, err := d.DecideStore(ctx, req)
+	if err != nil || allowed {
+		return g, err
+	}
+	return g, d.DenyStore(ctx, g, req)
+}
+
+// DecideStore is AuthorizeStore's decision without its record: allowed
+// reports the policy's answer, and a denial is to be recorded with
+// DenyStore once it is answered. The C-STORE SCP decides as soon as the
+// command is in (it needs nothing of the data set) and answers only once
+// the data set has arrived: an association that breaks in between was
+// never answered, and gets no record saying it was refused. errors: as
+// AuthorizeStore's other than ErrNotAuthorized.
+func (d *DIMSE) DecideStore(ctx context.Context, req *dimse.StoreRequest) (g StoreGrant, allowed bool, err error) {
 	if f, ok := d.Trail.(Failer); ok {
 		if err := f.Err(); err != nil {
-			return StoreGrant{}, fmt.Errorf("access: audit trail unavailable: %w", err)
+			return StoreGrant{}, false, fmt.Errorf("access: audit trail unavailable: %w", err)
 		}
 	}
 	p, err := d.Peers.AssociationPrincipal(req.CallingAETitle, req.PeerCertificate)
 	if err != nil {
-		return StoreGrant{}, fmt.Errorf("access: %w", err)
+		return StoreGrant{}, false, fmt.Errorf("access: %w", err)
 	}
 	roles := p.Roles
 	if roles == nil {
@@ -144,19 +160,23 @@ func (d *DIMSE) AuthorizeStore(ctx context.Context, req *dimse.StoreRequest) (St
 		Context:  policy.RequestContext{ClientAddress: clientAddr(req.RemoteAddr)},
 	})
 	if derr != nil {
-		return StoreGrant{}, fmt.Errorf("access: policy: %w", derr)
+		return StoreGrant{}, false, fmt.Errorf("access: policy: %w", derr)
 	}
-	g := StoreGrant{Principal: p, DecisionID: dec.ID}
-	if dec.Allow {
-		return g, nil
-	}
-	rec := d.record(req, p)
-	rec.PolicyDecisionID, rec.Outcome = dec.ID, audit.OutcomeDenied
+	return StoreGrant{Principal: p, DecisionID: dec.ID}, dec.Allow, nil
+}
+
+// DenyStore appends the record of a C-STORE that DecideStore refused
+// (outcome denied, status 0124) and returns the error to answer it with.
+// errors: dimse.ErrNotAuthorized, or the audit trail's error (then answer
+// 0110).
+func (d *DIMSE) DenyStore(ctx context.Context, g StoreGrant, req *dimse.StoreRequest) error {
+	rec := d.record(req, g.Principal)
+	rec.PolicyDecisionID, rec.Outcome = g.DecisionID, audit.OutcomeDenied
 	rec.Detail["reason"], rec.Detail["dimse_status"] = "policy_denied", "0124"
 	if err := appendRecord(ctx, d.Trail, rec); err != nil {
-		return g, fmt.Errorf("access: audit: %w", err)
+		return fmt.Errorf("access: audit: %w", err)
 	}
-	return g, fmt.Errorf("%w: instance:store denied by policy", dimse.ErrNotAuthorized)
+	return fmt.Errorf("%w: instance:store denied by policy", dimse.ErrNotAuthorized)
 }
 
 // StoreOutcome is what RecordStore writes about a C-STORE.

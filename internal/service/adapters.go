@@ -79,9 +79,10 @@ type dimseHandler struct {
 // decision was taken and whose blob is being written while its data set
 // arrives (StartStore).
 type startedStore struct {
-	grant access.StoreGrant
-	gerr  error         // the decision's error: Store answers it
-	early *ingest.Early // nil: ingest the usual way
+	grant  access.StoreGrant
+	denied bool          // the policy refused: Store records and answers it
+	gerr   error         // the decision failed: Store answers it
+	early  *ingest.Early // nil: ingest the usual way
 }
 
 func (t *startedStore) Data(p []byte) {
@@ -97,12 +98,15 @@ func (t *startedStore) Close() {
 }
 
 // StartStore decides instance:store as soon as the C-STORE command is in
-// (the decision needs nothing of the data set) and, when the instance is
-// to be stored, starts its blob (ingest.Begin) so that the data set is
-// hashed, encrypted and written while it arrives.
+// (the decision needs nothing of the data set; a denial is recorded by
+// Store, once it is answered) and, when the instance is to be stored,
+// starts its blob (ingest.Begin) so that the data set is hashed,
+// encrypted and written while it arrives.
 func (h dimseHandler) StartStore(ctx context.Context, req *dimse.StoreRequest) dimse.DataSetTap {
 	t := &startedStore{}
-	if t.grant, t.gerr = h.guard.AuthorizeStore(ctx, req); t.gerr != nil {
+	var allowed bool
+	if t.grant, allowed, t.gerr = h.guard.DecideStore(ctx, req); t.gerr != nil || !allowed {
+		t.denied = t.gerr == nil
 		return t
 	}
 	head, err := dimse.AppendPart10Header(nil, req.FileMeta())
@@ -125,9 +129,13 @@ func (h dimseHandler) Store(ctx context.Context, req *dimse.StoreRequest) (uint1
 	started, _ := req.Tap.(*startedStore)
 	var grant access.StoreGrant
 	var err error
-	if started != nil {
+	switch {
+	case started != nil && started.denied:
+		grant = started.grant
+		err = h.guard.DenyStore(ctx, grant, req) // recorded now that it is answered
+	case started != nil:
 		grant, err = started.grant, started.gerr
-	} else {
+	default:
 		grant, err = h.guard.AuthorizeStore(ctx, req)
 	}
 	if err != nil {

@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
+	"time"
 
 	"github.com/radflow/radflow/internal/audit"
 	"github.com/radflow/radflow/internal/auth"
@@ -281,6 +283,31 @@ func TestDIMSEPeersPolicy(t *testing.T) {
 	}
 	if rows, blobs := counts(t, s); rows != 0 || blobs != 0 {
 		t.Fatalf("denied C-STORE stored %d rows, %d blobs", rows, blobs)
+	}
+	// The policy is asked as soon as the command is in, but a refusal is
+	// recorded only once it is answered: an association that breaks mid
+	// data set was never answered 0124 and gets no denied record.
+	denied := func() (n int) {
+		for _, r := range records(t, s) {
+			if r.Outcome == audit.OutcomeDenied && r.Action == "instance:store" {
+				n++
+			}
+		}
+		return n
+	}
+	before := denied()
+	viewer, err = dial("VIEWER")
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := io.MultiReader(bytes.NewReader(ds[:len(ds)/2]), iotest.ErrReader(errors.New("sender gave up")))
+	if _, err := viewer.Store(ctx, meta.MediaStorageSOPClassUID, ctSOP, meta.TransferSyntaxUID, broken, int64(len(ds))); err == nil {
+		t.Fatal("a C-STORE whose data set broke off succeeded")
+	}
+	viewer.Abort()
+	time.Sleep(200 * time.Millisecond) // the server notices the abort
+	if n := denied(); n != before {
+		t.Errorf("a C-STORE broken off mid data set left %d denied records, want none", n-before)
 	}
 	mod, err := dial("MODALITY")
 	if err != nil {
