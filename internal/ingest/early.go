@@ -106,7 +106,10 @@ func (e *Early) Abort() {
 // written.
 func (g *Ingester) IngestEarly(ctx context.Context, e *Early, b []byte) (out Outcome, durable func() error, err error) {
 	if e == nil || e.g != g || e.ended {
-		return Outcome{}, nil, fmt.Errorf("ingest: IngestEarly without a started instance")
+		if e != nil {
+			e.Abort()
+		}
+		return Outcome{}, nil, fmt.Errorf("ingest: IngestEarly without an instance this Ingester started")
 	}
 	fail := func(err error) (Outcome, func() error, error) {
 		e.Abort()

@@ -68,8 +68,8 @@ const (
 	// blobBlockSize is the unit BlobWriter gathers bytes in: a multiple
 	// of directAlign.
 	blobBlockSize = 64 << 10
-	// hashBatch blocks are handed to the hasher at once (256 KiB: two
-	// goroutine wake-ups for a 0.5 MB CT slice, not eight).
+	// hashBatch blocks are handed to the hasher at once (256 KiB: three
+	// hand-overs for a 0.5 MB CT slice, the last at Close, not nine).
 	hashBatch = 4
 	// writeBatch blocks are written at once (1 MiB): the write of a
 	// 0.5 MB CT slice is one pwritev, at Close; a large data set is
@@ -253,7 +253,8 @@ func (w *BlobWriter) flush() {
 	w.release()
 }
 
-// release recycles the pending blocks and the current one.
+// release recycles the pending blocks (not cur: Close moves it into
+// pending first, Abort recycles it itself).
 func (w *BlobWriter) release() {
 	for _, b := range w.pending {
 		blobBlocks.Put(b.bp)

@@ -2,10 +2,13 @@ package store
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // fileSyncCoversNewName reports whether, on the file system holding dir,
@@ -31,12 +34,17 @@ func fileSyncCoversNewName(dir string) bool {
 	if err != nil {
 		return false
 	}
+	var st unix.Stat_t
+	if err := unix.Stat(real, &st); err != nil {
+		return false
+	}
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return false
 	}
 	defer f.Close()
-	switch mountFSType(f, real) {
+	dev := fmt.Sprintf("%d:%d", unix.Major(uint64(st.Dev)), unix.Minor(uint64(st.Dev)))
+	switch mountFSType(f, real, dev) {
 	case "ext4", "xfs":
 		return true
 	}
@@ -44,11 +52,14 @@ func fileSyncCoversNewName(dir string) bool {
 }
 
 // mountFSType returns the file system type of the mount holding path (an
-// absolute path without symbolic links) from a /proc/self/mountinfo
-// table: the entry with the longest mount point containing path, the
-// later one among equals (it is mounted over the earlier). "" when none
-// matches or the table is malformed.
-func mountFSType(mountinfo io.Reader, path string) string {
+// absolute path without symbolic links) on device dev ("major:minor", as
+// stat reports it) from a /proc/self/mountinfo table: among the entries
+// of that device, the one with the longest mount point containing path,
+// the later one among equals (it is mounted over the earlier). Matching
+// the device keeps a mount hidden under a later, shorter one (ext4 at
+// /a/b, then tmpfs at /a) from being taken for the one path is on. ""
+// when none matches or the table is malformed.
+func mountFSType(mountinfo io.Reader, path, dev string) string {
 	best, bestLen := "", -1
 	sc := bufio.NewScanner(mountinfo)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
@@ -63,7 +74,7 @@ func mountFSType(mountinfo io.Reader, path string) string {
 			continue
 		}
 		mp := unescapeMountPath(fields[4])
-		if !within(path, mp) || len(mp) < bestLen {
+		if fields[2] != dev || !within(path, mp) || len(mp) < bestLen {
 			continue
 		}
 		best, bestLen = after[0], len(mp)
