@@ -30,8 +30,11 @@
 // certificate through auth.PeerMapper (unknown peers are rejected at
 // A-ASSOCIATE time and recorded); AuthorizeStore decides instance:store
 // for the association's principal before anything is stored (deny →
-// dimse.ErrNotAuthorized, status 0124, recorded); RecordStore appends the
-// store's record (UIDs, outcome, DIMSE status) before the C-STORE-RSP.
+// dimse.ErrNotAuthorized, status 0124, recorded), or in two steps for an
+// SCP that decides when the command arrives and answers after the data
+// set (DecideStore, then DenyStore when the refusal is answered);
+// RecordStore appends the store's record (UIDs, outcome, DIMSE status)
+// before the C-STORE-RSP.
 //
 // Owners (SQLite table study_owners) remembers the organisation of the
 // principal that first stored into a study, for organisation-scoped
