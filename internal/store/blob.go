@@ -315,23 +315,76 @@ func (e *encodedBlob) release() {
 }
 
 // writeOut writes out to the new, empty file: when direct (out starts
-// aligned), its aligned head with one O_DIRECT write where the file system
-// takes O_DIRECT, then the last partial 4 KiB through the page cache
-// (writeTail); else, or when the device refuses the alignment (EINVAL),
-// all through the page cache.
+// aligned) and the file system takes O_DIRECT, as writeVec does; else all
+// through the page cache.
 func writeOut(file *os.File, out []byte, direct bool) error {
-	head := len(out) &^ (directAlign - 1)
-	if direct && head > 0 && directIO(file, true) {
-		_, err := file.Write(out[:head])
+	direct = direct && len(out) >= directAlign && directIO(file, true)
+	_, err := writeVec(file, [][]byte{out}, 0, direct)
+	return err
+}
+
+// writeVec writes iovs one after the other at off. When direct (the file
+// is open with O_DIRECT, every buffer starts aligned and all but the last
+// have aligned lengths), the aligned part goes with O_DIRECT in one
+// pwritev and the last partial 4 KiB through the page cache (writeTail,
+// which turns O_DIRECT off); a device that refuses the alignment (EINVAL)
+// gets everything through the page cache. It returns whether the file is
+// still open with O_DIRECT.
+func writeVec(file *os.File, iovs [][]byte, off int64, direct bool) (bool, error) {
+	if direct {
+		last := iovs[len(iovs)-1]
+		head := len(last) &^ (directAlign - 1)
+		aligned := append([][]byte(nil), iovs...)
+		aligned[len(aligned)-1] = last[:head]
+		if head == 0 {
+			aligned = aligned[:len(aligned)-1]
+		}
+		var n int64
+		for _, b := range aligned {
+			n += int64(len(b))
+		}
+		err := writeAll(file, aligned, off)
 		if err == nil {
-			return writeTail(file, out[head:], int64(head))
+			if head == len(last) {
+				return true, nil
+			}
+			return false, writeTail(file, last[head:], off+n)
 		}
 		if !errors.Is(err, syscall.EINVAL) || !directIO(file, false) {
-			return err
+			return true, err
 		}
 	}
-	_, err := file.WriteAt(out, 0)
-	return err
+	return false, writeAll(file, iovs, off)
+}
+
+// writeAll is pwritev until every byte of iovs is written.
+func writeAll(f *os.File, iovs [][]byte, off int64) error {
+	var rest [][]byte // advanced below, the caller's stay
+	for _, b := range iovs {
+		if len(b) > 0 {
+			rest = append(rest, b)
+		}
+	}
+	iovs = rest
+	for len(iovs) > 0 {
+		n, err := pwritev(f, iovs, off)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return io.ErrShortWrite
+		}
+		off += int64(n)
+		for n > 0 && len(iovs) > 0 {
+			k := min(n, len(iovs[0]))
+			iovs[0] = iovs[0][k:]
+			n -= k
+			if len(iovs[0]) == 0 {
+				iovs = iovs[1:]
+			}
+		}
+	}
+	return nil
 }
 
 // writeTail writes the blob's last bytes (less than directAlign) at off

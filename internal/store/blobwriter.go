@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 )
 
 // BlobWriter writes a fresh blob while its bytes are still arriving
@@ -245,7 +244,8 @@ func (w *BlobWriter) flush() {
 			iovs[i] = b.b
 			n += len(b.b)
 		}
-		if err := w.writeAt(iovs, w.off); err != nil {
+		var err error
+		if w.direct, err = writeVec(w.file, iovs, w.off, w.direct); err != nil {
 			w.fail(fmt.Errorf("store: writing blob: %w", err))
 		}
 		w.off += int64(n)
@@ -267,68 +267,6 @@ func (w *BlobWriter) fail(err error) {
 	if w.err == nil {
 		w.err = err
 	}
-}
-
-// writeAt writes iovs one after the other at off. With O_DIRECT, a last
-// one whose length is not aligned (only the blob's last block is partial)
-// has its aligned head written directly and its tail through the page
-// cache (writeTail); a device that refuses the alignment (EINVAL) turns
-// O_DIRECT off for the rest of the file.
-func (w *BlobWriter) writeAt(iovs [][]byte, off int64) error {
-	if w.direct {
-		last := iovs[len(iovs)-1]
-		head := len(last) &^ (directAlign - 1)
-		tail := last[head:]
-		total := int64(0)
-		for _, b := range iovs {
-			total += int64(len(b))
-		}
-		direct := append([][]byte(nil), iovs...)
-		direct[len(direct)-1] = last[:head]
-		if head == 0 {
-			direct = direct[:len(direct)-1]
-		}
-		err := error(nil)
-		if len(direct) > 0 {
-			err = writeAll(w.file, direct, off)
-		}
-		if err == nil {
-			if len(tail) > 0 {
-				w.direct = false
-				return writeTail(w.file, tail, off+total-int64(len(tail)))
-			}
-			return nil
-		}
-		if !errors.Is(err, syscall.EINVAL) || !directIO(w.file, false) {
-			return err
-		}
-		w.direct = false
-	}
-	return writeAll(w.file, iovs, off)
-}
-
-// writeAll is pwritev until every byte of iovs is written.
-func writeAll(f *os.File, iovs [][]byte, off int64) error {
-	iovs = append([][]byte(nil), iovs...) // advanced below, the caller's stay
-	for len(iovs) > 0 {
-		n, err := pwritev(f, iovs, off)
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return io.ErrShortWrite
-		}
-		off += int64(n)
-		for n > 0 && len(iovs) > 0 {
-			k := min(n, len(iovs[0]))
-			iovs[0] = iovs[0][k:]
-			n -= k
-			if len(iovs[0]) == 0 {
-				iovs = iovs[1:]
-			}
-		}
-	}
-	return nil
 }
 
 // Close finishes the blob: the codec's last chunk, then what is not
