@@ -137,9 +137,8 @@ func (g *Ingester) IngestEarly(ctx context.Context, e *Early, b []byte) (out Out
 	unlock := g.locks.lock(in.SOPInstanceUID)
 	bi, sync, err := e.w.Close()
 	e.ended = true
-	if err != nil {
+	if err != nil { // Close left nothing
 		unlock()
-		e.w.Abort()
 		return out, nil, fmt.Errorf("ingest: storing blob: %w", err)
 	}
 	if bi.Size != int64(len(b)) {

@@ -113,12 +113,7 @@ func (h dimseHandler) StartStore(ctx context.Context, req *dimse.StoreRequest) d
 	if err != nil {
 		return t
 	}
-	t.early = h.s.ingest.Begin(ctx, ingest.SourceInfo{
-		CallingAE:      req.CallingAETitle,
-		Source:         store.SourceDIMSE,
-		SOPClassUID:    req.SOPClassUID,
-		SOPInstanceUID: req.SOPInstanceUID,
-	})
+	t.early = h.s.ingest.Begin(ctx, dimseSource(req))
 	if t.early != nil {
 		t.Data(head)
 	}
@@ -194,10 +189,10 @@ func dimseStatus(err error) uint16 {
 // durable (not nil when err is nil) must then be called (see
 // ingest.IngestUnsynced).
 func (h dimseHandler) store(ctx context.Context, req *dimse.StoreRequest, early *ingest.Early) (uint16, ingest.Outcome, func() error, error) {
+	if early != nil {
+		defer early.Abort() // unless IngestEarly finished it
+	}
 	if h.s.cfg.MaxUpload > 0 && req.DataSetSize > h.s.cfg.MaxUpload {
-		if early != nil {
-			early.Abort()
-		}
 		h.s.metrics.ObserveIngest("dimse", "rejected")
 		return 0, ingest.Outcome{}, nil, fmt.Errorf("%w: data set of %d bytes, limit %d", dimse.ErrOutOfResources, req.DataSetSize, h.s.cfg.MaxUpload)
 	}
@@ -206,20 +201,13 @@ func (h dimseHandler) store(ctx context.Context, req *dimse.StoreRequest, early 
 	// does not keep it.
 	b, inMemory, err := req.Part10Bytes()
 	if err != nil {
-		if early != nil {
-			early.Abort()
-		}
 		return 0, ingest.Outcome{}, nil, err
 	}
 	var out ingest.Outcome
 	var durable func() error
-	if early != nil && !inMemory {
-		// The data set outgrew memory: the blob got only part of it.
-		early.Abort()
-		early = nil
-	}
-	h.s.metrics.ObserveCStoreBlobWrite(early != nil)
-	if early != nil {
+	// A data set that outgrew memory gave the early blob only its start.
+	h.s.metrics.ObserveCStoreBlobWrite(early != nil && inMemory)
+	if early != nil && inMemory {
 		out, durable, err = h.s.ingest.IngestEarly(ctx, early, b)
 		return h.storeResult(out, durable, err)
 	}
@@ -236,13 +224,20 @@ func (h dimseHandler) store(ctx context.Context, req *dimse.StoreRequest, early 
 			return 0, ingest.Outcome{}, nil, err
 		}
 	}
-	out, durable, err = h.s.ingest.IngestUnsynced(ctx, buf, ingest.SourceInfo{
+	out, durable, err = h.s.ingest.IngestUnsynced(ctx, buf, dimseSource(req))
+	return h.storeResult(out, durable, err)
+}
+
+// dimseSource is what ingest is told of a C-STORE: the calling AE title
+// and the command's Affected SOP Class/Instance UIDs, which the data set
+// must match.
+func dimseSource(req *dimse.StoreRequest) ingest.SourceInfo {
+	return ingest.SourceInfo{
 		CallingAE:      req.CallingAETitle,
 		Source:         store.SourceDIMSE,
 		SOPClassUID:    req.SOPClassUID,
 		SOPInstanceUID: req.SOPInstanceUID,
-	})
-	return h.storeResult(out, durable, err)
+	}
 }
 
 // storeResult maps an ingest outcome to store's results.
