@@ -22,6 +22,13 @@
 // any point leaves every object readable (see Rewrap). The body ciphertext
 // and the PHI columns are never rewritten.
 //
+// Objects live one per file under <data>/blobs, or several to a pack file,
+// <data>/blobs/packs/NNNNNNNN.pack: each pack object is a whole envelope
+// object starting at a multiple of 4096 bytes (blob key
+// "packs/NNNNNNNN.pack@OFFSET+LENGTH"), found by scanning the pack for the
+// header magic at those offsets. Rewrap, Inventory and Retire see every
+// pack object; EncryptExisting never rewrites a pack.
+//
 // EncryptExisting (`radflow keys encrypt-existing`) encrypts blobs written
 // before encryption at rest was on, one temporary file + rename at a
 // time, after checking each against its recorded SHA-256; LockDataDir

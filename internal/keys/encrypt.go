@@ -33,10 +33,10 @@ type EncryptStats struct {
 	Encrypted        int      // plaintext blobs encrypted by this run
 	Verified         int      // of those, the ones whose plaintext SHA-256 matched their row
 	Unverified       int      // of those, the ones no row references (encrypted unchecked)
-	AlreadyEncrypted int      // blobs that already carried the envelope header (skipped)
+	AlreadyEncrypted int      // blobs that already carried the envelope header, and objects in pack files (skipped)
 	TempRemoved      int      // temporary files of an interrupted run, removed
 	Mismatched       []string // plaintext SHA-256 differs from the row: left as they are
-	Damaged          []string // start with the envelope magic but have no valid header: left as they are
+	Damaged          []string // start with the envelope magic but have no valid header (in a pack: "packs/NAME.pack@OFFSET"): left as they are
 }
 
 // EncryptExisting encrypts, under ring's active KEK, every plaintext blob
@@ -44,7 +44,10 @@ type EncryptStats struct {
 // file that does not start with the envelope magic, e.g. a Part 10 file
 // with its 128-byte preamble and "DICM", or a bare data set). Blobs that
 // already carry the envelope header are skipped, so running it again is a
-// no-op and finishes an interrupted run.
+// no-op and finishes an interrupted run. Pack files (packs/*.pack, see
+// walkObjects) hold only encrypted objects: each of their objects counts
+// as AlreadyEncrypted (a damaged header as Damaged), and a pack file is
+// never rewritten, renamed or removed.
 //
 // Per blob: the plaintext is read once, hashed (SHA-256) and encrypted
 // into a temporary file in the blob's directory (".tmp-encrypt-*", mode
@@ -80,7 +83,8 @@ func EncryptExisting(ctx context.Context, dataDir string, ring *Keyring, expecte
 		if err != nil {
 			return err
 		}
-		if d.Type().IsRegular() && strings.HasPrefix(d.Name(), encryptTempPrefix) {
+		// (A pack file's name never has the prefix; packs are never removed.)
+		if d.Type().IsRegular() && strings.HasPrefix(d.Name(), encryptTempPrefix) && !strings.HasSuffix(d.Name(), packSuffix) {
 			if err := os.Remove(p); err != nil {
 				return fmt.Errorf("keys: removing leftover temporary file: %w", err)
 			}
@@ -93,12 +97,13 @@ func EncryptExisting(ctx context.Context, dataDir string, ring *Keyring, expecte
 		return st, err
 	}
 	// Pass 2: encrypt.
-	err = walkObjects(ctx, root, func(key, p string, _ *header, herr error) error {
+	err = walkObjects(ctx, root, func(key, p string, _ int64, _ *header, herr error) error {
+		_, _, inPack := splitObjectRel(key) // never ErrNotEncrypted; checked anyway
 		switch {
 		case herr == nil:
 			st.AlreadyEncrypted++
 			return nil
-		case !errors.Is(herr, ErrNotEncrypted) || startsWithMagic(p):
+		case inPack || !errors.Is(herr, ErrNotEncrypted) || startsWithMagic(p):
 			log.Warn("keys: blob starts with the envelope magic but its header is damaged; left as it is", "key", key)
 			st.Damaged = append(st.Damaged, key)
 			return nil
