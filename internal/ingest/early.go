@@ -146,10 +146,10 @@ func (g *Ingester) IngestEarly(ctx context.Context, e *Early, b []byte) (out Out
 		// bytes that differ from the ones parsed.
 		unlock()
 		_ = sync()
-		g.deleteBlob(e.key)
+		g.deleteBlob(bi.Key)
 		return out, nil, fmt.Errorf("ingest: storing blob: %d bytes written, the instance has %d", bi.Size, len(b))
 	}
-	in.BlobKey, in.ReceivedAt = e.key, e.at
+	in.BlobKey, in.ReceivedAt = bi.Key, e.at // bi.Key: a pack region's key where the store packs
 	in.Size, in.SHA256 = bi.Size, bi.SHA256
 	p := &pending{done: make(chan struct{}), settled: make(chan struct{}), synced: make(chan struct{})}
 	go func() {

@@ -363,6 +363,7 @@ func (g *Ingester) IngestUnsynced(ctx context.Context, r io.Reader, info SourceI
 		// The fsyncs run while the writer builds the transaction.
 		var sync func() error
 		if bi, sync, err = bs.PutNewBytes(ctx, in.BlobKey, b); err == nil {
+			in.BlobKey = bi.Key // a pack region's key where the store packs
 			p.synced = make(chan struct{})
 			go func() {
 				p.blobErr = sync()

@@ -682,6 +682,9 @@ func (s *Service) closeParts() error {
 		errs = append(errs, c())
 	}
 	errs = append(errs, s.closeExportsNow())
+	if s.blobs != nil {
+		errs = append(errs, s.blobs.Close()) // gives back the packs' zero fill
+	}
 	if s.trail != nil {
 		errs = append(errs, s.trail.Close())
 	}

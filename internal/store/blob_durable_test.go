@@ -54,7 +54,7 @@ func TestPutNewDurable(t *testing.T) {
 
 func testPutNewDurable(t *testing.T, codec Codec, put func(b *FS, ctx context.Context, key string, data []byte) (BlobInfo, error)) {
 	ctx := context.Background()
-	b, err := NewFS(t.TempDir(), FSOptions{Codec: codec})
+	b, err := NewFS(t.TempDir(), FSOptions{Codec: codec, NoPacks: true}) // one file per blob: pack_test.go tests packs
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestPutNewBytesSizes(t *testing.T) {
 }
 
 func testPutNewBytesSizes(ctx context.Context, t *testing.T, dir string, codec Codec) {
-	b, err := NewFS(dir, FSOptions{Codec: codec})
+	b, err := NewFS(dir, FSOptions{Codec: codec, NoPacks: true})
 	if err != nil {
 		t.Fatal(err)
 	}

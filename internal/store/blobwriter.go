@@ -33,6 +33,11 @@ type BlobWriter struct {
 	path, dir string
 	file      *os.File
 	direct    bool // the file is open with O_DIRECT
+	// pack: the blob goes into this pack from base (see pack.go) instead
+	// of a file of its own; the pack is this writer's until Close or Abort.
+	pack  *packFile
+	base  int64
+	fileN int64 // encoded bytes passed to out
 	// nameWithFile: the file's fsync makes its name durable (FS.nameWithFile)
 	nameWithFile bool
 
@@ -85,7 +90,10 @@ var blobBlocks = sync.Pool{New: func() any { b := make([]byte, 0, blobBlockSize+
 
 // NewBlobWriter creates the file for key, which must not exist yet
 // (errors: a wrapped fs.ErrExist), and returns a writer for its bytes.
-// Nothing may reference key until Close's sync has returned nil.
+// Nothing may reference key until Close's sync has returned nil. In a
+// store that packs blobs (see pack.go) the writer takes a pack for itself
+// until Close or Abort and writes at its end; key is not used: Close's
+// info.Key names the region.
 // errors: ErrInvalidKey, ctx's error, I/O errors.
 func (f *FS) NewBlobWriter(ctx context.Context, key string) (*BlobWriter, error) {
 	p, err := f.path(key)
@@ -95,17 +103,25 @@ func (f *FS) NewBlobWriter(ctx context.Context, key string) (*BlobWriter, error)
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("store: writing blob: %w", err)
 	}
-	dir := filepath.Dir(p)
-	if err := f.mkdirDurable(dir); err != nil {
-		return nil, err
+	var w *BlobWriter
+	if f.packs != nil {
+		pk, err := f.packs.acquire()
+		if err != nil {
+			return nil, err
+		}
+		w = &BlobWriter{pack: pk, file: pk.file, base: pk.reserve(0)}
+	} else {
+		dir := filepath.Dir(p)
+		if err := f.mkdirDurable(dir); err != nil {
+			return nil, err
+		}
+		file, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+		if err != nil {
+			return nil, fmt.Errorf("store: creating blob file: %w", err)
+		}
+		w = &BlobWriter{key: key, path: p, dir: dir, file: file, nameWithFile: f.nameWithFile, direct: directIO(file, true)}
 	}
-	file, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
-	if err != nil {
-		return nil, fmt.Errorf("store: creating blob file: %w", err)
-	}
-	w := &BlobWriter{key: key, path: p, dir: dir, file: file, nameWithFile: f.nameWithFile,
-		hblocks: make(chan []block, 16), hsum: make(chan []byte, 1)}
-	w.direct = directIO(file, true)
+	w.hblocks, w.hsum = make(chan []block, 16), make(chan []byte, 1)
 	go w.hashBlocks()
 	if f.codec != nil {
 		if w.enc, err = f.codec.Encode(sinkWriter{w}); err == nil {
@@ -213,6 +229,7 @@ func (s sinkWriter) Write(p []byte) (int, error) {
 // out appends file bytes to the current block; full blocks are written
 // writeBatch at a time.
 func (w *BlobWriter) out(p []byte) {
+	w.fileN += int64(len(p))
 	for len(p) > 0 && w.err == nil {
 		if w.cur == nil {
 			w.cur = blobBlocks.Get().(*[]byte)
@@ -245,7 +262,12 @@ func (w *BlobWriter) flush() {
 			n += len(b.b)
 		}
 		var err error
-		if w.direct, err = writeVec(w.file, iovs, w.off, w.direct); err != nil {
+		if w.pack != nil {
+			err = w.pack.write(iovs, w.base+w.off)
+		} else {
+			w.direct, err = writeVec(w.file, iovs, w.off, w.direct)
+		}
+		if err != nil {
 			w.fail(fmt.Errorf("store: writing blob: %w", err))
 		}
 		w.off += int64(n)
@@ -286,12 +308,21 @@ func (w *BlobWriter) Close() (info BlobInfo, sync func() error, err error) {
 		}
 	}
 	if w.cur != nil {
-		w.pending = append(w.pending, block{bp: w.cur, b: alignedBuffer(w.cur, blobBlockSize)[:w.curLen]})
+		n := w.curLen
+		if w.pack != nil { // regions are padded to the alignment: all O_DIRECT
+			n = int(alignUp(int64(n)))
+		}
+		b := alignedBuffer(w.cur, blobBlockSize)[:n]
+		clear(b[w.curLen:])
+		w.pending = append(w.pending, block{bp: w.cur, b: b})
 		w.cur = nil
 	}
 	w.flush()
 	w.done = true
 	sum := w.hashStop()
+	if w.pack != nil {
+		return w.closePack(sum)
+	}
 	if w.err != nil {
 		w.file.Close()
 		os.Remove(w.path)
@@ -302,8 +333,32 @@ func (w *BlobWriter) Close() (info BlobInfo, sync func() error, err error) {
 	return info, func() error { return wr.finish(context.Background()) }, nil
 }
 
-// Abort stops the writer and removes the file. It may be called after a
-// failed Close, or more than once.
+// closePack ends a pack writer's Close: the region becomes the pack's
+// (its end moves past it) and the pack goes back for the next writer; the
+// returned sync fdatasyncs it (packFile.sync).
+func (w *BlobWriter) closePack(sum []byte) (BlobInfo, func() error, error) {
+	pk := w.pack
+	w.pack = nil
+	if w.err != nil {
+		pk.release(true) // what the failed write left is not known
+		pk.unref()
+		return BlobInfo{}, nil, w.err
+	}
+	if off := pk.reserve(w.fileN); off != w.base { // cannot happen: the pack is this writer's
+		pk.release(true)
+		pk.unref()
+		return BlobInfo{}, nil, fmt.Errorf("store: pack %d: end moved from %d to %d under its writer", pk.id, w.base, off)
+	}
+	pk.release(false)
+	info := BlobInfo{Key: packKey(pk.id, w.base, w.fileN), Size: w.n, SHA256: hex.EncodeToString(sum)}
+	return info, func() error {
+		defer pk.unref()
+		return pk.sync()
+	}, nil
+}
+
+// Abort stops the writer and removes the file (gives a pack region back
+// unused, its first block zeroed when written). It may be called after a failed Close, or more than once.
 func (w *BlobWriter) Abort() {
 	w.hashStop()
 	if w.cur != nil {
@@ -313,6 +368,21 @@ func (w *BlobWriter) Abort() {
 	w.release()
 	if !w.done {
 		w.done = true
+		if w.pack != nil {
+			if w.off > 0 && w.err == nil {
+				// Zero the region's first block: with the codec's header
+				// (its wrapped key) gone, what was written can no longer
+				// be read, before the next writer overwrites it or after
+				// a crash.
+				if err := w.pack.write([][]byte{zeroPage}, w.base); err != nil {
+					w.fail(err)
+				}
+			}
+			w.pack.release(w.err != nil)
+			w.pack.unref()
+			w.pack = nil
+			return
+		}
 		w.file.Close()
 		os.Remove(w.path)
 	}

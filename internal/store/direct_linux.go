@@ -72,3 +72,19 @@ func pwritev(f *os.File, iovs [][]byte, off int64) (int, error) {
 	}
 	return n, werr
 }
+
+// punchHole frees the blocks of [off, off+n) keeping the file's size
+// (fallocate FALLOC_FL_PUNCH_HOLE); reads there return zeros.
+func punchHole(f *os.File, off, n int64) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var perr error
+	if err := rc.Control(func(fd uintptr) {
+		perr = unix.Fallocate(int(fd), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n)
+	}); err != nil {
+		return err
+	}
+	return perr
+}

@@ -2,7 +2,10 @@
 
 package store
 
-import "os"
+import (
+	"errors"
+	"os"
+)
 
 // directIO: O_DIRECT is used on Linux only.
 func directIO(*os.File, bool) bool { return false }
@@ -22,3 +25,6 @@ func pwritev(f *os.File, iovs [][]byte, off int64) (int, error) {
 	}
 	return total, nil
 }
+
+// punchHole is not available: the caller zeroes instead.
+func punchHole(*os.File, int64, int64) error { return errors.ErrUnsupported }

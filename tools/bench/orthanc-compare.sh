@@ -83,7 +83,8 @@ start_radflow() {
 	# STOW-RS needs a role that may store (the service is secure by default).
 	RADFLOW_TOKEN=$("$TMP/radflow" tokens create --data "$d" --role technologist --name bench 2>/dev/null | grep -o 'rf_[A-Za-z0-9_-]*')
 	export RADFLOW_TOKEN
-	COUNT_CMD="find $d/blobs -name '*.dcm' | wc -l"
+	# Instance rows (blobs are regions of pack files, not files of their own).
+	COUNT_CMD="python3 -c \"import sqlite3; print(sqlite3.connect('$d/radflow.db').execute('select count(*) from instances').fetchone()[0])\""
 }
 
 # start_orthanc DIR SYNC

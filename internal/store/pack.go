@@ -1,0 +1,488 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"sync"
+)
+
+// Pack files. An FS whose codec is an AppendEncoder (encryption at rest:
+// keys.Codec) writes fresh blobs (NewBlobWriter, PutNewBytes) into shared
+// pack files instead of one file each: root/packs/NNNNNNNN.pack. A blob
+// is a region of a pack: it starts at a multiple of directAlign and is
+// padded with zeros to the next one, and its key names it:
+// "packs/00000001.pack@<offset>+<length>" (decimal; length of the stored,
+// encoded bytes). Open, Stat and Delete take such keys like any other.
+//
+// Why: a new file per instance cost the device a metadata write in every
+// blob's fsync (the inode and the extents of the new blocks) and the
+// kernel an inode allocation. Ahead of the writers, each pack is filled
+// with zeros a packFill at a time and fdatasynced, on ext4 and XFS (the
+// file systems where an overwrite of written blocks inside the file's size
+// changes no metadata); a blob written there is made durable by an
+// fdatasync that is only the device's cache flush, shared by the blobs
+// written to the pack meanwhile (packFile.sync). A 0.5 MB blob's write
+// and sync took 0.39-0.46 ms against 1.20-1.33 ms for a new file
+// (0.16-0.18 against 0.48-0.55 ms of CPU), and zero-filling costs
+// 0.86 ms of device time and 0.12 ms of CPU per MiB, in the background.
+//
+// Concurrency: a pack is handed to one streaming writer at a time
+// (NewBlobWriter, whose size is not known until Close) or, for a moment,
+// to PutNewBytes, which reserves its region at once and writes it later;
+// idle packs wait in packSet.idle. A pack is never appended to after the
+// process that wrote it stops (its end is not recorded anywhere but in
+// memory): a restart starts new packs. The zero-filled space after the
+// last blob of a pack is given back by Close (ftruncate), or after a
+// crash stays allocated.
+//
+// Deleting a blob punches a hole over its region (FALLOC_FL_PUNCH_HOLE),
+// which frees its blocks. A blob written but never referenced (a crash
+// between its write and its commit) stays in its pack: RemoveOrphans only
+// removes files.
+
+const (
+	packsDir = "packs"
+	// packMax: a pack takes no new region once its end passes this.
+	packMax = 1 << 30
+	// packFill: bytes zero-filled ahead at a time, once less than packLow
+	// is left after the pack's end (a 0.5 MB CT slice: a fill every 16
+	// slices, 6-7 ms of the device's time, with 48-64 slices of margin).
+	packFill = 8 << 20
+	packLow  = 24 << 20
+	// zeroChunk: one write of the zero fill.
+	zeroChunk = 1 << 20
+)
+
+var packKeyRE = regexp.MustCompile(`^packs/([0-9]{8})\.pack@(0|[1-9][0-9]{0,17})\+(0|[1-9][0-9]{0,17})$`)
+
+// parsePackKey returns the pack file name, offset and length a pack key
+// names; ok is false for any other key.
+func parsePackKey(key string) (name string, off, n int64, ok bool) {
+	m := packKeyRE.FindStringSubmatch(key)
+	if m == nil {
+		return "", 0, 0, false
+	}
+	off, err1 := strconv.ParseInt(m[2], 10, 64)
+	n, err2 := strconv.ParseInt(m[3], 10, 64)
+	if err1 != nil || err2 != nil || off%directAlign != 0 {
+		return "", 0, 0, false
+	}
+	return m[1] + ".pack", off, n, true
+}
+
+func packKey(id int, off, n int64) string {
+	return fmt.Sprintf("packs/%08d.pack@%d+%d", id, off, n)
+}
+
+// zeroPage is directAlign zero bytes, aligned (read only).
+var zeroPage = func() []byte {
+	var bp []byte
+	return alignedBuffer(&bp, directAlign)[:directAlign]
+}()
+
+func alignUp(n int64) int64 { return (n + directAlign - 1) &^ (directAlign - 1) }
+
+// packSet is the pack files this process writes.
+type packSet struct {
+	dir  string
+	fill bool // zero-fill ahead (ext4, XFS)
+
+	mu     sync.Mutex
+	idle   []*packFile
+	all    map[*packFile]bool // open packs (idle, handed out, filling)
+	nextID int
+	closed bool
+
+	fillq     chan *packFile
+	fillDone  chan struct{}
+	zeroBlock []byte // zeroChunk zeros, aligned
+}
+
+// packFile is one pack being written.
+type packFile struct {
+	set    *packSet
+	id     int
+	file   *os.File
+	direct bool
+
+	// under set.mu
+	tail   int64 // end of the regions handed out (aligned)
+	wrote  int64 // end of the furthest write started
+	ready  int64 // bytes zero-filled and durable
+	refs   int   // regions whose write or sync has not finished
+	busy   bool  // handed out to a writer: not in idle
+	sealed bool  // takes no new region (full, failed or closing)
+	noFill bool  // a zero fill failed
+	// The zero fill: queued (filling) and then under way over
+	// [fillFrom, fillTo) (fillActive); a write there waits for it (fillDone).
+	filling, fillActive bool
+	fillFrom, fillTo    int64
+	fillDone            *sync.Cond
+
+	// sync coalescing: requests covered up to done
+	smu     sync.Mutex
+	scond   *sync.Cond
+	req     uint64
+	done    uint64
+	syncing bool
+	serr    error // sticky: after a failed fdatasync nothing here is durable
+}
+
+// newPackSet scans root/packs for the highest pack number (new packs
+// take the next ones: existing packs are never appended to).
+func newPackSet(root string, fill bool) (*packSet, error) {
+	dir := filepath.Join(root, packsDir)
+	s := &packSet{dir: dir, fill: fill, all: map[*packFile]bool{}, nextID: 1}
+	ents, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("store: packs: %w", err)
+	}
+	for _, e := range ents {
+		if len(e.Name()) == 13 && filepath.Ext(e.Name()) == ".pack" {
+			if id, err := strconv.Atoi(e.Name()[:8]); err == nil && id >= s.nextID {
+				s.nextID = id + 1
+			}
+		}
+	}
+	return s, nil
+}
+
+// acquire hands out an idle pack (or a new one). The caller holds one
+// reference (refs) until its region is durable or abandoned (unref), and
+// the pack itself until release.
+func (s *packSet) acquire() (*packFile, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, errors.New("store: blob store closed")
+	}
+	if n := len(s.idle); n > 0 {
+		p := s.idle[n-1]
+		s.idle = s.idle[:n-1]
+		p.busy = true
+		p.refs++
+		s.mu.Unlock()
+		return p, nil
+	}
+	s.mu.Unlock()
+
+	var p *packFile
+	for {
+		// Another process sharing the blob root (radflow worker) may have
+		// taken the number since the scan: take the next.
+		s.mu.Lock()
+		id := s.nextID
+		s.nextID++
+		s.mu.Unlock()
+		var err error
+		if p, err = s.create(id); err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return nil, err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		p.file.Close()
+		return nil, errors.New("store: blob store closed")
+	}
+	s.all[p] = true
+	p.busy = true
+	p.refs++
+	p.fillAheadLocked()
+	return p, nil
+}
+
+// create makes pack id's file, its name durable before any region in it
+// is referenced.
+func (s *packSet) create(id int) (*packFile, error) {
+	if err := os.MkdirAll(s.dir, 0o750); err != nil {
+		return nil, fmt.Errorf("store: packs: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(s.dir, fmt.Sprintf("%08d.pack", id)), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("store: creating pack: %w", err)
+	}
+	if err = f.Sync(); err == nil {
+		err = syncDir(s.dir)
+		if err == nil {
+			err = syncDir(filepath.Dir(s.dir))
+		}
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("store: creating pack: %w", err)
+	}
+	p := &packFile{set: s, id: id, file: f, direct: directIO(f, true)}
+	p.scond = sync.NewCond(&p.smu)
+	p.fillDone = sync.NewCond(&s.mu)
+	return p, nil
+}
+
+// reserve takes the region [off, off+alignUp(n)) at p's end; p stays
+// handed out.
+func (p *packFile) reserve(n int64) (off int64) {
+	s := p.set
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	off = p.tail
+	p.tail += alignUp(n)
+	return off
+}
+
+// release gives p back after its writer is done with its end: back to
+// the idle packs, or sealed when full or failed. When less than packLow
+// of zero-filled space is left after its end, the next packFill is queued
+// for the filler.
+func (p *packFile) release(failed bool) {
+	s := p.set
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p.busy = false
+	if failed || p.tail >= packMax || s.closed {
+		p.sealed = true
+		p.maybeCloseLocked()
+		return
+	}
+	s.idle = append(s.idle, p)
+	p.fillAheadLocked()
+}
+
+// fillAheadLocked queues p for the filler when little zero-filled space
+// is left after its end.
+func (p *packFile) fillAheadLocked() {
+	s := p.set
+	if !s.fill || p.noFill || p.filling || p.sealed || s.closed || p.ready-p.tail >= packLow {
+		return
+	}
+	if s.fillq == nil {
+		s.fillq = make(chan *packFile, 64)
+		s.fillDone = make(chan struct{})
+		go s.filler()
+	}
+	select {
+	case s.fillq <- p:
+		p.filling = true
+	default: // the filler is behind; a later release asks again
+	}
+}
+
+// unref drops a reference taken by acquire.
+func (p *packFile) unref() {
+	s := p.set
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p.refs--
+	p.maybeCloseLocked()
+}
+
+// maybeCloseLocked closes a sealed pack nobody uses any more.
+func (p *packFile) maybeCloseLocked() {
+	if p.sealed && !p.busy && !p.fillActive && p.refs == 0 && p.set.all[p] {
+		delete(p.set.all, p)
+		p.file.Close()
+	}
+}
+
+// filler zero-fills the packs queued by fillAheadLocked, packFill after
+// everything written or handed out at a time, and fdatasyncs them. The
+// pack stays in use meanwhile: only a write into the range being filled
+// waits (packFile.write).
+func (s *packSet) filler() {
+	defer close(s.fillDone)
+	for p := range s.fillq {
+		s.mu.Lock()
+		if s.closed || p.sealed {
+			p.filling = false
+			s.mu.Unlock()
+			continue
+		}
+		from := max(p.ready, p.tail, alignUp(p.wrote))
+		p.fillActive, p.fillFrom, p.fillTo = true, from, from+packFill
+		s.mu.Unlock()
+		err := p.zeroFill(from, from+packFill)
+		s.mu.Lock()
+		p.fillActive, p.filling = false, false
+		if err != nil {
+			p.noFill = true
+		} else {
+			p.ready = from + packFill
+		}
+		p.fillDone.Broadcast()
+		p.fillAheadLocked()
+		p.maybeCloseLocked()
+		s.mu.Unlock()
+	}
+}
+
+// zeroFill writes zeros over [from, to) and fdatasyncs: afterwards an
+// overwrite there changes no metadata (the blocks are allocated, written
+// and inside the file's size).
+func (p *packFile) zeroFill(from, to int64) error {
+	s := p.set
+	if s.zeroBlock == nil {
+		var bp []byte
+		s.zeroBlock = alignedBuffer(&bp, zeroChunk)[:zeroChunk]
+	}
+	for off := from; off < to; off += zeroChunk {
+		if err := writeAll(p.file, [][]byte{s.zeroBlock}, off); err != nil {
+			return err
+		}
+	}
+	return fdatasync(p.file)
+}
+
+// sync makes every region written to p before the call durable: one
+// fdatasync covers the callers that came meanwhile. After a failed
+// fdatasync every later sync fails too (nothing written to the pack can
+// be trusted to be durable); the pack is sealed.
+func (p *packFile) sync() error {
+	p.smu.Lock()
+	p.req++
+	t := p.req
+	for p.done < t && p.serr == nil {
+		if p.syncing {
+			p.scond.Wait()
+			continue
+		}
+		p.syncing = true
+		cover := p.req
+		p.smu.Unlock()
+		err := fdatasync(p.file)
+		p.smu.Lock()
+		p.syncing = false
+		if err != nil {
+			p.serr = fmt.Errorf("store: fdatasync pack: %w", err)
+		}
+		p.done = cover
+		p.scond.Broadcast()
+	}
+	err := p.serr
+	p.smu.Unlock()
+	if err != nil {
+		s := p.set
+		s.mu.Lock()
+		p.sealed = true
+		if i := indexOf(s.idle, p); i >= 0 {
+			s.idle = append(s.idle[:i], s.idle[i+1:]...)
+		}
+		s.mu.Unlock()
+	}
+	return err
+}
+
+func indexOf(ps []*packFile, p *packFile) int {
+	for i, q := range ps {
+		if q == p {
+			return i
+		}
+	}
+	return -1
+}
+
+// write writes the aligned buffers at off (O_DIRECT where the pack has
+// it). Every buffer must start aligned and all lengths be multiples of
+// directAlign.
+func (p *packFile) write(iovs [][]byte, off int64) error {
+	var n int64
+	for _, b := range iovs {
+		n += int64(len(b))
+	}
+	s := p.set
+	s.mu.Lock()
+	for p.fillActive && off < p.fillTo && off+n > p.fillFrom {
+		p.fillDone.Wait() // the filler's zeros must not land on these bytes
+	}
+	p.wrote = max(p.wrote, off+n)
+	direct := p.direct
+	s.mu.Unlock()
+	direct, err := writeVec(p.file, iovs, off, direct)
+	if !direct {
+		s.mu.Lock()
+		p.direct = false
+		s.mu.Unlock()
+	}
+	return err
+}
+
+// close stops the set: the filler ends, and every idle pack's file is cut
+// back to its end (the zero fill after it given back), synced and
+// closed. Packs still handed out are closed when their writers finish.
+func (s *packSet) close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	idle := s.idle
+	s.idle = nil
+	if s.fillq != nil {
+		close(s.fillq)
+	}
+	done := s.fillDone
+	s.mu.Unlock()
+	if done != nil {
+		<-done
+	}
+	var first error
+	sort.Slice(idle, func(i, j int) bool { return idle[i].id < idle[j].id })
+	for _, p := range idle {
+		s.mu.Lock()
+		tail := p.tail
+		s.mu.Unlock()
+		if err := p.file.Truncate(tail); err == nil {
+			if err := fdatasync(p.file); err != nil && first == nil {
+				first = fmt.Errorf("store: closing pack: %w", err)
+			}
+		}
+		s.mu.Lock()
+		p.sealed = true
+		p.maybeCloseLocked()
+		s.mu.Unlock()
+	}
+	return first
+}
+
+// openPack opens the region a pack key names for reading.
+func (f *FS) openPack(name string, off, n int64) (*os.File, io.Reader, error) {
+	file, err := os.Open(filepath.Join(f.root, packsDir, name))
+	if err != nil {
+		return nil, nil, notFound(err)
+	}
+	return file, io.NewSectionReader(file, off, n), nil
+}
+
+// deletePack frees a pack region: a hole is punched over it (its blocks
+// freed), or where the file system cannot, its first block is zeroed (the
+// blob no longer decodes); then the pack is fdatasynced.
+func (f *FS) deletePack(name string, off, n int64) error {
+	file, err := os.OpenFile(filepath.Join(f.root, packsDir, name), os.O_RDWR, 0)
+	if err != nil {
+		return notFound(err)
+	}
+	defer file.Close()
+	length := alignUp(n)
+	if length == 0 {
+		return nil
+	}
+	if err := punchHole(file, off, length); err != nil {
+		if _, werr := file.WriteAt(make([]byte, min(length, directAlign)), off); werr != nil {
+			return fmt.Errorf("store: deleting blob: %w", werr)
+		}
+	}
+	if err := fdatasync(file); err != nil {
+		return fmt.Errorf("store: deleting blob: %w", err)
+	}
+	return nil
+}

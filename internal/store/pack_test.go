@@ -1,0 +1,422 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestParsePackKey(t *testing.T) {
+	for _, tc := range []struct {
+		key  string
+		name string
+		off  int64
+		n    int64
+		ok   bool
+	}{
+		{"packs/00000001.pack@0+0", "00000001.pack", 0, 0, true},
+		{"packs/00000042.pack@1048576+516240", "00000042.pack", 1048576, 516240, true},
+		{"packs/00000001.pack@4097+10", "", 0, 0, false},  // not aligned
+		{"packs/00000001.pack@04096+10", "", 0, 0, false}, // leading zero
+		{"packs/0000001.pack@0+10", "", 0, 0, false},      // 7 digits
+		{"packs/00000001.pack@0", "", 0, 0, false},        // no length
+		{"packs/00000001.pack@-4096+1", "", 0, 0, false},  // negative
+		{"packs/../00000001.pack@0+1", "", 0, 0, false},   // traversal
+		{"20260101/0000/x.dcm", "", 0, 0, false},          // a file key
+		{"packs/00000001.pack@0+99999999999999999999", "", 0, 0, false},
+	} {
+		name, off, n, ok := parsePackKey(tc.key)
+		if ok != tc.ok || name != tc.name || off != tc.off || n != tc.n {
+			t.Errorf("parsePackKey(%q) = %q %d %d %v, want %q %d %d %v", tc.key, name, off, n, ok, tc.name, tc.off, tc.n, tc.ok)
+		}
+	}
+	if got := packKey(7, 8192, 123); got != "packs/00000007.pack@8192+123" {
+		t.Errorf("packKey = %q", got)
+	}
+}
+
+// packData returns n bytes that differ for every seed.
+func packData(n, seed int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*13 + seed*7 + i>>9)
+	}
+	return b
+}
+
+// putPacked stores data as a fresh blob, streamed (NewBlobWriter, in
+// pieces of piece bytes) or from memory (PutNewBytes, piece 0), and
+// returns its info once durable.
+func putPacked(ctx context.Context, t *testing.T, b *FS, data []byte, piece int) BlobInfo {
+	t.Helper()
+	key := InstanceBlobKey("1.2.3", time.Now())
+	var info BlobInfo
+	var sync func() error
+	var err error
+	if piece == 0 {
+		info, sync, err = b.PutNewBytes(ctx, key, data)
+	} else {
+		var w *BlobWriter
+		if w, err = b.NewBlobWriter(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		for rest := data; len(rest) > 0; {
+			k := min(piece, len(rest))
+			if _, err := w.Write(rest[:k]); err != nil {
+				t.Fatal(err)
+			}
+			rest = rest[k:]
+		}
+		info, sync, err = w.Close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sync(); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	if info.Size != int64(len(data)) || info.SHA256 != hex.EncodeToString(sum[:]) {
+		t.Fatalf("info %+v for %d bytes", info, len(data))
+	}
+	return info
+}
+
+// Fresh blobs in a store with an AppendEncoder codec land in pack
+// regions: aligned, not overlapping, each read back exactly, on a file
+// system that takes O_DIRECT and on tmpfs; Stat gives the stored length;
+// Delete frees the region's blocks.
+func TestPackBlobs(t *testing.T) {
+	ctx := context.Background()
+	for _, dir := range blobTestDirs(t) {
+		b, err := NewFS(dir, FSOptions{Codec: appendXorCodec{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.packs == nil {
+			t.Fatal("no packs with an AppendEncoder codec")
+		}
+		type stored struct {
+			info BlobInfo
+			data []byte
+		}
+		var all []stored
+		for i, n := range []int{0, 1, 4095, 4096, 4097, blobBlockSize + 1, 530946, writeBatch*blobBlockSize + 5} {
+			for _, piece := range []int{0, 16372, 1 << 20} {
+				data := packData(n, i*10+piece%7)
+				info := putPacked(ctx, t, b, data, piece)
+				if _, _, _, ok := parsePackKey(info.Key); !ok {
+					t.Fatalf("n=%d piece=%d: key %q is not a pack key", n, piece, info.Key)
+				}
+				all = append(all, stored{info, data})
+			}
+		}
+		// Regions: aligned starts, no overlaps within a pack.
+		type region struct{ off, end int64 }
+		byPack := map[string][]region{}
+		for _, s := range all {
+			name, off, n, _ := parsePackKey(s.info.Key)
+			if n != int64(len(s.data)) { // appendXorCodec keeps the length
+				t.Errorf("%s: stored length %d, want %d", s.info.Key, n, len(s.data))
+			}
+			byPack[name] = append(byPack[name], region{off, off + alignUp(n)})
+		}
+		for name, rs := range byPack {
+			sort.Slice(rs, func(i, j int) bool { return rs[i].off < rs[j].off })
+			for i := 1; i < len(rs); i++ {
+				if rs[i].off < rs[i-1].end {
+					t.Errorf("%s: region %v overlaps %v", name, rs[i], rs[i-1])
+				}
+			}
+		}
+		for _, s := range all {
+			if got := readBlob(ctx, t, b, s.info.Key); !bytes.Equal(got, s.data) {
+				t.Fatalf("%s: read back %d bytes, differs from the %d written", s.info.Key, len(got), len(s.data))
+			}
+			st, err := b.Stat(ctx, s.info.Key)
+			if err != nil || st.Size != int64(len(s.data)) {
+				t.Errorf("Stat(%s) = %+v, %v", s.info.Key, st, err)
+			}
+		}
+
+		// Delete punches the region out: its blocks are freed and it no
+		// longer reads back.
+		big := all[len(all)-1]
+		name, _, _, _ := parsePackKey(big.info.Key)
+		packPath := filepath.Join(dir, packsDir, name)
+		waitFilled(t, b) // the zero fill changes what is allocated
+		before := allocated(t, packPath)
+		if err := b.Delete(ctx, big.info.Key); err != nil {
+			t.Fatal(err)
+		}
+		if after := allocated(t, packPath); before-after < int64(len(big.data)) {
+			t.Errorf("delete freed %d bytes of the pack, want at least %d", before-after, len(big.data))
+		}
+		if got := readBlob(ctx, t, b, big.info.Key); bytes.Equal(got, big.data) {
+			t.Error("a deleted region still reads back")
+		}
+		if err := b.Delete(ctx, "packs/99999999.pack@0+10"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Delete in a missing pack: %v, want ErrNotFound", err)
+		}
+		if _, err := b.Open(ctx, "packs/99999999.pack@0+10"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Open in a missing pack: %v, want ErrNotFound", err)
+		}
+		// Pack keys are not paths: Put refuses them.
+		if _, err := b.Put(ctx, "packs/00000001.pack", bytes.NewReader([]byte("x"))); !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("Put under packs/: %v, want ErrInvalidKey", err)
+		}
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// waitFilled waits until no pack of b is queued for or under the zero fill.
+func waitFilled(t *testing.T, b *FS) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b.packs.mu.Lock()
+		filling := false
+		for p := range b.packs.all {
+			filling = filling || p.filling
+		}
+		b.packs.mu.Unlock()
+		if !filling {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the zero fill did not finish")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// allocated returns the bytes of disk a file occupies.
+func allocated(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Sys().(*syscall.Stat_t).Blocks * 512
+}
+
+// An aborted writer's region is handed out again; Close cuts every pack
+// back to its last region; a reopened store reads the old blobs and
+// starts a new pack; orphan removal leaves packs alone.
+func TestPackAbortCloseReopen(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	b, err := NewFS(dir, FSOptions{Codec: appendXorCodec{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.packs.fill = false // one pack, always idle: offsets are predictable
+	first := putPacked(ctx, t, b, packData(5000, 1), 1000)
+	if first.Key != "packs/00000001.pack@0+5000" {
+		t.Fatalf("first key %q", first.Key)
+	}
+	w, err := b.NewBlobWriter(ctx, InstanceBlobKey("1.2.3", time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(packData(3*blobBlockSize*writeBatch, 2)); err != nil { // written to the pack already
+		t.Fatal(err)
+	}
+	w.Abort()
+	w.Abort()
+	head := make([]byte, directAlign)
+	if f, err := os.Open(filepath.Join(dir, packsDir, "00000001.pack")); err == nil {
+		f.ReadAt(head, 8192)
+		f.Close()
+	}
+	if !bytes.Equal(head, make([]byte, directAlign)) {
+		t.Error("an aborted region's first block was not zeroed")
+	}
+	second := putPacked(ctx, t, b, packData(7000, 3), 0)
+	if second.Key != "packs/00000001.pack@8192+7000" {
+		t.Fatalf("after an abort the next blob is at %q, want the aborted region's start 8192", second.Key)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, packsDir, "00000001.pack"))
+	if err != nil || fi.Size() != 8192+alignUp(7000) {
+		t.Fatalf("pack after Close: %v (%v), want %d bytes", fi, err, 8192+alignUp(7000))
+	}
+	if _, _, err := b.PutNewBytes(ctx, InstanceBlobKey("1.2.4", time.Now()), []byte("x")); err == nil {
+		t.Error("PutNewBytes after Close succeeded")
+	}
+
+	b2, err := NewFS(dir, FSOptions{Codec: appendXorCodec{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Close()
+	for i, s := range []BlobInfo{first, second} {
+		want := [][]byte{packData(5000, 1), packData(7000, 3)}[i]
+		if got := readBlob(ctx, t, b2, s.Key); !bytes.Equal(got, want) {
+			t.Errorf("%s after reopening: differs", s.Key)
+		}
+	}
+	third := putPacked(ctx, t, b2, packData(100, 4), 0)
+	if third.Key != "packs/00000002.pack@0+100" {
+		t.Errorf("after reopening the next blob is at %q, want a new pack", third.Key)
+	}
+	n, err := b2.RemoveOrphans(ctx, -time.Hour, func(context.Context, string) (bool, error) { return false, nil })
+	if err != nil || n != 0 {
+		t.Errorf("RemoveOrphans removed %d (%v), want 0: packs are not orphan files", n, err)
+	}
+	if got := readBlob(ctx, t, b2, third.Key); !bytes.Equal(got, packData(100, 4)) {
+		t.Error("third blob lost")
+	}
+}
+
+// Ahead of the writers, a pack is zero-filled and synced (on ext4 and
+// XFS), so blobs written later overwrite allocated blocks.
+func TestPackZeroFill(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	b, err := NewFS(dir, FSOptions{Codec: appendXorCodec{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if !b.packs.fill {
+		t.Skip("the test directory's file system is not ext4 or XFS: no zero fill")
+	}
+	info := putPacked(ctx, t, b, packData(530946, 1), 0)
+	end := alignUp(530946)
+	// From the pack's creation the filler keeps at least packLow filled
+	// after its end, packFill at a time.
+	var want int64
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b.packs.mu.Lock()
+		var ready, tail int64
+		filling := false
+		for p := range b.packs.all {
+			ready, tail, filling = p.ready, p.tail, p.filling
+		}
+		b.packs.mu.Unlock()
+		if !filling && ready-tail >= packLow {
+			if tail != end || ready-tail >= packLow+packFill {
+				t.Fatalf("filled to %d with the end at %d, want the end at %d and less than %d filled after it", ready, tail, end, packLow+packFill)
+			}
+			want = ready
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the filler did not fill %d bytes after the end (at %d, end %d)", packLow, ready, tail)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	pp := filepath.Join(dir, packsDir, "00000001.pack")
+	fi, _ := os.Stat(pp)
+	if fi.Size() != want || allocated(t, pp) < want {
+		t.Errorf("pack is %d bytes, %d allocated, want %d both", fi.Size(), allocated(t, pp), want)
+	}
+	next := putPacked(ctx, t, b, packData(4097, 2), 1<<20)
+	if next.Key != fmt.Sprintf("packs/00000001.pack@%d+4097", end) {
+		t.Errorf("next blob at %q", next.Key)
+	}
+	for _, k := range []string{info.Key, next.Key} {
+		if _, err := b.Open(ctx, k); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// Concurrent writers, streamed and from memory: every blob reads back,
+// no two regions overlap (run with -race).
+func TestPackConcurrent(t *testing.T) {
+	ctx := context.Background()
+	b, err := NewFS(t.TempDir(), FSOptions{Codec: appendXorCodec{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var mu sync.Mutex
+	got := map[string][]byte{}
+	var wg sync.WaitGroup
+	for g := 0; g < 6; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 12; i++ {
+				data := packData(1000+(g*7919+i*104729)%300000, g*100+i)
+				piece := []int{0, 65536, 0, 1 << 20}[(g+i)%4]
+				info := putPacked(ctx, t, b, data, piece)
+				mu.Lock()
+				got[info.Key] = data
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(got) != 72 {
+		t.Fatalf("%d distinct keys, want 72", len(got))
+	}
+	type region struct {
+		name     string
+		off, end int64
+	}
+	var rs []region
+	for k, data := range got {
+		if r := readBlob(ctx, t, b, k); !bytes.Equal(r, data) {
+			t.Fatalf("%s: read back differs", k)
+		}
+		name, off, n, _ := parsePackKey(k)
+		rs = append(rs, region{name, off, off + alignUp(n)})
+	}
+	sort.Slice(rs, func(i, j int) bool {
+		if rs[i].name != rs[j].name {
+			return rs[i].name < rs[j].name
+		}
+		return rs[i].off < rs[j].off
+	})
+	for i := 1; i < len(rs); i++ {
+		if rs[i].name == rs[i-1].name && rs[i].off < rs[i-1].end {
+			t.Fatalf("regions overlap: %v %v", rs[i-1], rs[i])
+		}
+	}
+}
+
+// Two processes sharing a blob root (radflow serve and radflow worker)
+// each write packs of their own: a pack number taken since the scan is
+// skipped, and every blob of both reads back from either.
+func TestPackSharedRoot(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	a, err := NewFS(dir, FSOptions{Codec: appendXorCodec{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := NewFS(dir, FSOptions{Codec: appendXorCodec{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ia := putPacked(ctx, t, a, packData(9000, 1), 0)
+	ib := putPacked(ctx, t, b, packData(9000, 2), 4096)
+	if ia.Key != "packs/00000001.pack@0+9000" || ib.Key != "packs/00000002.pack@0+9000" {
+		t.Fatalf("keys %q and %q, want packs 1 and 2", ia.Key, ib.Key)
+	}
+	for _, fs := range []*FS{a, b} {
+		if !bytes.Equal(readBlob(ctx, t, fs, ia.Key), packData(9000, 1)) || !bytes.Equal(readBlob(ctx, t, fs, ib.Key), packData(9000, 2)) {
+			t.Error("a blob does not read back from both stores")
+		}
+	}
+}
