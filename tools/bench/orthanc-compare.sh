@@ -21,8 +21,9 @@
 #   RADFLOW_BIN  a radflow binary to measure (default: built from this tree)
 #   KEEP   1 keeps the temporary directory
 # Durability differs (see docs/operations.md, Performance): radflow
-# acknowledges after the blob fsync (with its directory's where the file
-# system needs one: not ext4 or XFS), a WAL fsync and the audit record's; Orthanc fdatasyncs each stored file when
+# acknowledges after the blob's fdatasync (its pack file's, shared by the
+# blobs written to that pack meanwhile), a WAL fsync and the audit
+# record's; Orthanc fdatasyncs each stored file when
 # SyncStorageArea is true but commits its SQLite index with
 # synchronous=NORMAL in WAL mode (no fsync per commit).
 set -euo pipefail
@@ -181,7 +182,7 @@ for s in "${servers[@]}"; do
 		row+=("${med[$s.$wl]}")
 	done
 	case $s in
-	radflow) label="radflow (fsync blob+WAL+audit)" ;;
+	radflow) label="radflow (sync blob+WAL+audit)" ;;
 	orthanc-true) label="Orthanc SyncStorageArea=true" ;;
 	orthanc-false) label="Orthanc SyncStorageArea=false" ;;
 	esac
