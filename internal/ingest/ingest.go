@@ -643,9 +643,11 @@ func (l *uidLocks) lock(uid string) (unlock func()) {
 
 // SweepOrphans removes blob files older than olderThan that no instance
 // row references (left by a crash between a blob write and its commit)
-// and stale temporary files. Run it at startup or periodically with
+// and stale temporary files, and tidies pack files no live process
+// writes (store.FS.SweepPacks). Run it at startup or periodically with
 // olderThan well above CommitTimeout (e.g. an hour). Blob stores other
-// than *store.FS are left alone (0, nil). Returns the files removed.
+// than *store.FS are left alone (0, nil). Returns the files removed plus
+// the packs changed.
 func (g *Ingester) SweepOrphans(ctx context.Context, olderThan time.Duration) (int, error) {
 	fsb, ok := g.cfg.Blobs.(interface {
 		RemoveOrphans(ctx context.Context, olderThan time.Duration, referenced func(context.Context, string) (bool, error)) (int, error)
@@ -662,6 +664,21 @@ func (g *Ingester) SweepOrphans(ctx context.Context, olderThan time.Duration) (i
 	n, err := fsb.RemoveOrphans(ctx, olderThan, ref.HasBlobKey)
 	if err != nil {
 		return n, fmt.Errorf("ingest: sweeping orphans: %w", err)
+	}
+	// Pack files no live process writes: unreferenced regions punched
+	// out, the zero fill a crash left cut off.
+	packs, ok1 := g.cfg.Blobs.(interface {
+		SweepPacks(ctx context.Context, olderThan time.Duration, keys func(context.Context, string) ([]string, error)) (int, error)
+	})
+	keys, ok2 := g.cfg.Metadata.(interface {
+		BlobKeysWithPrefix(ctx context.Context, prefix string) ([]string, error)
+	})
+	if ok1 && ok2 {
+		m, err := packs.SweepPacks(ctx, olderThan, keys.BlobKeysWithPrefix)
+		n += m
+		if err != nil {
+			return n, fmt.Errorf("ingest: sweeping packs: %w", err)
+		}
 	}
 	return n, nil
 }

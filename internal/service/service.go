@@ -513,7 +513,7 @@ func (s *Service) Start(ctx context.Context) error {
 		if err != nil {
 			s.log.Warn("orphan sweep failed", "error", err.Error())
 		} else if n > 0 {
-			s.log.Info("removed orphan blob files", "files", n)
+			s.log.Info("swept orphan blobs", "files_removed_and_packs_tidied", n)
 		}
 	}
 	var err error

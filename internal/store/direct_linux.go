@@ -88,3 +88,26 @@ func punchHole(f *os.File, off, n int64) error {
 	}
 	return perr
 }
+
+// lockFile takes f's flock, exclusive, without waiting (errors: EWOULDBLOCK
+// when another open file holds it).
+func lockFile(f *os.File) error { return tryLockFile(f) }
+
+// tryLockFile takes f's flock, exclusive, without waiting.
+func tryLockFile(f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var lerr error
+	if err := rc.Control(func(fd uintptr) {
+		for {
+			if lerr = unix.Flock(int(fd), unix.LOCK_EX|unix.LOCK_NB); lerr != unix.EINTR {
+				return
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	return lerr
+}

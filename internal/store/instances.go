@@ -459,6 +459,37 @@ func intPtr(n sql.NullInt64) *int {
 	return &v
 }
 
+// BlobKeysWithPrefix returns the blob keys instance rows reference that
+// start with prefix (non-empty), in key order, through the blob_key index
+// (store.FS.SweepPacks asks for a pack's regions). errors: database
+// errors.
+func (s *SQLite) BlobKeysWithPrefix(ctx context.Context, prefix string) ([]string, error) {
+	if prefix == "" {
+		return nil, fmt.Errorf("store: empty blob key prefix")
+	}
+	// Every key with the prefix sorts in [prefix, prefix with its last
+	// byte incremented) (BINARY collation); the ASCII prefixes used here
+	// never end in 0xFF.
+	upper := prefix[:len(prefix)-1] + string(rune(prefix[len(prefix)-1]+1))
+	rows, err := s.read.QueryContext(ctx, `SELECT blob_key FROM instances WHERE blob_key >= ? AND blob_key < ? ORDER BY blob_key`, prefix, upper)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	defer rows.Close()
+	var keys []string
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+		keys = append(keys, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	return keys, nil
+}
+
 // HasBlobKey reports whether an instance row references the blob key.
 func (s *SQLite) HasBlobKey(ctx context.Context, key string) (bool, error) {
 	var n int

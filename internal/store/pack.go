@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,7 +11,9 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
+	"time"
 )
 
 // Pack files. An FS whose codec is an AppendEncoder (encryption at rest:
@@ -40,12 +43,12 @@ import (
 // process that wrote it stops (its end is not recorded anywhere but in
 // memory): a restart starts new packs. The zero-filled space after the
 // last blob of a pack is given back by Close (ftruncate), or after a
-// crash stays allocated.
+// crash by SweepPacks at the next start.
 //
 // Deleting a blob punches a hole over its region (FALLOC_FL_PUNCH_HOLE),
-// which frees its blocks. A blob written but never referenced (a crash
-// between its write and its commit) stays in its pack: RemoveOrphans only
-// removes files.
+// which frees its blocks. A writer holds a flock on each of its packs
+// until it stops; SweepPacks tidies the packs nobody holds: regions no
+// row references (a blob written but never committed) are punched out.
 
 const (
 	packsDir = "packs"
@@ -212,6 +215,11 @@ func (s *packSet) create(id int) (*packFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: creating pack: %w", err)
 	}
+	// The flock marks the pack as written by a live process (SweepPacks
+	// leaves it alone); the kernel drops it when the process dies. Where
+	// the file system has no flock, SweepPacks cannot take one either and
+	// leaves every pack alone.
+	_ = lockFile(f)
 	if err = f.Sync(); err == nil {
 		err = syncDir(s.dir)
 		if err == nil {
@@ -286,9 +294,12 @@ func (p *packFile) unref() {
 	p.maybeCloseLocked()
 }
 
-// maybeCloseLocked closes a sealed pack nobody uses any more.
+// maybeCloseLocked closes a sealed pack nobody uses any more, once the
+// set is closing. Until then a sealed pack stays open, holding its flock:
+// the rows of its last regions may still be committing, and SweepPacks
+// in another process must not take it for a dead one.
 func (p *packFile) maybeCloseLocked() {
-	if p.sealed && !p.busy && !p.fillActive && p.refs == 0 && p.set.all[p] {
+	if p.set.closed && p.sealed && !p.busy && !p.fillActive && p.refs == 0 && p.set.all[p] {
 		delete(p.set.all, p)
 		p.file.Close()
 	}
@@ -342,6 +353,9 @@ func (p *packFile) zeroFill(from, to int64) error {
 	return fdatasync(p.file)
 }
 
+// packSync is fdatasync (a test replaces it to fail).
+var packSync = fdatasync
+
 // sync makes every region written to p before the call durable: one
 // fdatasync covers the callers that came meanwhile. After a failed
 // fdatasync every later sync fails too (nothing written to the pack can
@@ -358,7 +372,7 @@ func (p *packFile) sync() error {
 		p.syncing = true
 		cover := p.req
 		p.smu.Unlock()
-		err := fdatasync(p.file)
+		err := packSync(p.file)
 		p.smu.Lock()
 		p.syncing = false
 		if err != nil {
@@ -376,6 +390,7 @@ func (p *packFile) sync() error {
 		if i := indexOf(s.idle, p); i >= 0 {
 			s.idle = append(s.idle[:i], s.idle[i+1:]...)
 		}
+		p.maybeCloseLocked() // once its last writer has let go
 		s.mu.Unlock()
 	}
 	return err
@@ -436,6 +451,13 @@ func (s *packSet) close() error {
 		<-done
 	}
 	var first error
+	s.mu.Lock()
+	for p := range s.all { // sealed earlier, kept open until now
+		if p.sealed {
+			p.maybeCloseLocked()
+		}
+	}
+	s.mu.Unlock()
 	sort.Slice(idle, func(i, j int) bool { return idle[i].id < idle[j].id })
 	for _, p := range idle {
 		s.mu.Lock()
@@ -485,4 +507,109 @@ func (f *FS) deletePack(name string, off, n int64) error {
 		return fmt.Errorf("store: deleting blob: %w", err)
 	}
 	return nil
+}
+
+// SweepPacks tidies the pack files no live process writes (none holds
+// its flock) and none has modified for olderThan: what a crash or an
+// abandoned write left in them. keys(ctx, prefix) returns the keys that
+// rows reference starting with prefix ("packs/00000001.pack@"). In each
+// such pack every region no row references (a blob written but never
+// committed, a region given back) is punched out, the file is cut back
+// after its last referenced region (the zero fill a crash left), and a
+// pack no row references is removed. olderThan must exceed the longest
+// ingest, as for RemoveOrphans. Returns the packs changed.
+// errors: keys' errors, I/O errors.
+func (f *FS) SweepPacks(ctx context.Context, olderThan time.Duration, keys func(ctx context.Context, prefix string) ([]string, error)) (int, error) {
+	dir := filepath.Join(f.root, packsDir)
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: packs: %w", err)
+	}
+	cutoff := time.Now().Add(-olderThan)
+	changed := 0
+	for _, e := range ents {
+		if err := ctx.Err(); err != nil {
+			return changed, err
+		}
+		name := e.Name()
+		if len(name) != 13 || filepath.Ext(name) != ".pack" || !e.Type().IsRegular() {
+			continue
+		}
+		if _, err := strconv.Atoi(name[:8]); err != nil {
+			continue
+		}
+		did, err := f.sweepPack(ctx, filepath.Join(dir, name), "packs/"+name+"@", cutoff, keys)
+		if err != nil {
+			return changed, err
+		}
+		if did {
+			changed++
+		}
+	}
+	return changed, nil
+}
+
+// sweepPack is SweepPacks for one pack file.
+func (f *FS) sweepPack(ctx context.Context, path, prefix string, cutoff time.Time, keys func(ctx context.Context, prefix string) ([]string, error)) (bool, error) {
+	file, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		return false, fmt.Errorf("store: sweeping pack: %w", err)
+	}
+	defer file.Close()
+	if err := tryLockFile(file); err != nil {
+		return false, nil // a live process writes it (or locks do not work here)
+	}
+	fi, err := file.Stat()
+	if err != nil {
+		return false, fmt.Errorf("store: sweeping pack: %w", err)
+	}
+	if fi.ModTime().After(cutoff) {
+		return false, nil
+	}
+	ks, err := keys(ctx, prefix)
+	if err != nil {
+		return false, err
+	}
+	type region struct{ off, end int64 }
+	var rs []region
+	for _, k := range ks {
+		if _, off, n, ok := parsePackKey(k); ok && strings.HasPrefix(k, prefix) {
+			rs = append(rs, region{off, off + alignUp(n)})
+		}
+	}
+	if len(rs) == 0 {
+		if err := os.Remove(path); err != nil {
+			return false, fmt.Errorf("store: removing an unreferenced pack: %w", err)
+		}
+		return true, syncDir(filepath.Dir(path))
+	}
+	sort.Slice(rs, func(i, j int) bool { return rs[i].off < rs[j].off })
+	changed := false
+	var at int64
+	for _, r := range rs {
+		if r.off > at { // nothing references [at, r.off)
+			if err := punchHole(file, at, r.off-at); err == nil {
+				changed = true
+			}
+		}
+		at = max(at, r.end)
+	}
+	if fi.Size() > at {
+		if err := file.Truncate(at); err != nil {
+			return false, fmt.Errorf("store: sweeping pack: %w", err)
+		}
+		changed = true
+	}
+	if changed {
+		if err := fdatasync(file); err != nil {
+			return false, fmt.Errorf("store: sweeping pack: %w", err)
+		}
+	}
+	return changed, nil
 }
