@@ -314,7 +314,7 @@ func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveOptions) {
 	fs.IntVar(&o.maxQueueDepth, "max-queue-depth", 10000, "refuse new instances (C-STORE A700, STOW-RS 503 Retry-After) while more inference jobs wait (0: no limit)")
 	fs.Var(&o.minFreeDisk, "min-free-disk", "refuse new instances while the data volume has less free `SIZE` (e.g. 1GiB; 0: no check); also a /readyz check")
 	fs.Var(&o.maxUpload, "max-upload", "largest instance accepted, `SIZE` (e.g. 1GiB); it is held in memory while stored")
-	fs.DurationVar(&o.orphanAge, "orphan-age", service.DefaultOrphanAge, "at start, remove blob files older than this that no instance references (left by a crash); 0: keep them")
+	fs.DurationVar(&o.orphanAge, "orphan-age", service.DefaultOrphanAge, "at start, remove blob files older than this that no instance references (left by a crash), and tidy pack files no live process writes that are older than this; 0: keep them")
 	fs.DurationVar(&o.jobTimeout, "job-timeout", 10*time.Minute, "time limit of one inference attempt")
 	o.sec.register(fs)
 	helpWithEnv(fs)
