@@ -225,7 +225,7 @@ func radiologistToken(t *testing.T, data string) string {
 // TestServeKill9KeepsAcknowledgedInstances: storescu N distinct chest
 // radiographs to a `radflow serve` subprocess, kill -9 right after the
 // acknowledgements, restart: every acknowledged instance is there and its
-// job completes.
+// job completes; the restart's sweep cuts back the pack the kill left.
 func TestServeKill9KeepsAcknowledgedInstances(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
@@ -270,8 +270,20 @@ func TestServeKill9KeepsAcknowledgedInstances(t *testing.T) {
 		t.Fatalf("storescu: %v\n%s", err, out)
 	}
 
-	cmd = startServe(t, bin, append(args, "--workers", "2")...)
+	// The killed process left its pack with the zero fill ahead of its
+	// last blob (at least 24 MiB); the restart's sweep (orphan age 1 ms)
+	// cuts it back to the last referenced region.
+	pack := filepath.Join(data, "blobs", "packs", "00000001.pack")
+	before, err := os.Stat(pack)
+	if err != nil || before.Size() < 24<<20 {
+		t.Fatalf("pack after kill -9: %v (%v), want the zero fill ahead of the blobs", before, err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	cmd = startServe(t, bin, append(args, "--workers", "2", "--orphan-age", "1ms")...)
 	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	if after, err := os.Stat(pack); err != nil || after.Size() >= before.Size() || after.Size() > int64(n)*(int64(len(raw))+8192) {
+		t.Errorf("pack after restart: %v (%v), want cut back from %d bytes to at most %d", after, err, before.Size(), int64(n)*(int64(len(raw))+8192))
+	}
 	deadline := time.Now().Add(90 * time.Second)
 	for _, uid := range uids {
 		for {
