@@ -137,7 +137,7 @@ func (g *Ingester) IngestEarly(ctx context.Context, e *Early, b []byte) (out Out
 	unlock := g.locks.lock(in.SOPInstanceUID)
 	bi, sync, err := e.w.Close()
 	e.ended = true
-	if err != nil { // Close left nothing
+	if err != nil { // Close left nothing to reference (a pack region is given back, its first block zeroed)
 		unlock()
 		return out, nil, fmt.Errorf("ingest: storing blob: %w", err)
 	}

@@ -44,7 +44,8 @@ const journalBatch = 256
 // Rewrap re-wraps, under ring's active KEK, the DEK of every encrypted
 // object under <dataDir>/blobs (ordinary blobs and every object in the
 // pack files, see walkObjects) and the PHI master key, rewriting only the
-// HeaderSize-byte header of each object in place; bodies are not read.
+// HeaderSize-byte header of each object in place; bodies are never
+// rewritten, and read only where the walk scans a pack file for headers.
 // Objects already under the active KEK are skipped, so an interrupted
 // Rewrap is finished by running it again.
 //

@@ -269,7 +269,9 @@ func (f *FS) putPackBytes(info BlobInfo, enc *encodedBlob) (BlobInfo, func() err
 		defer p.unref()
 		if len(padded) > 0 {
 			if err := p.write([][]byte{padded}, off); err != nil {
-				return fmt.Errorf("store: writing blob: %w", err)
+				err = fmt.Errorf("store: writing blob: %w", err)
+				p.fail(err)
+				return err
 			}
 		}
 		return p.sync()

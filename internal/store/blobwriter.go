@@ -296,7 +296,10 @@ func (w *BlobWriter) fail(err error) {
 // must be called exactly once: it fsyncs the file (and its directory,
 // concurrently, where the file system needs it) and closes the file (on
 // error it removes the file; a failed directory fsync may leave it:
-// delete the key). On error nothing is left. errors: the first write or
+// delete the key). On error nothing is left. In a pack (see pack.go)
+// info.Key names the region; sync fdatasyncs the pack (shared with the
+// blobs synced meanwhile); on error the region is given back with its
+// first block zeroed and the pack sealed. errors: the first write or
 // codec error, I/O errors.
 func (w *BlobWriter) Close() (info BlobInfo, sync func() error, err error) {
 	if w.done {
@@ -340,6 +343,7 @@ func (w *BlobWriter) closePack(sum []byte) (BlobInfo, func() error, error) {
 	pk := w.pack
 	w.pack = nil
 	if w.err != nil {
+		w.zeroHead(pk)
 		pk.release(true) // what the failed write left is not known
 		pk.unref()
 		return BlobInfo{}, nil, w.err
@@ -357,6 +361,20 @@ func (w *BlobWriter) closePack(sum []byte) (BlobInfo, func() error, error) {
 	}, nil
 }
 
+// zeroHead zeroes the first block of a pack region given up after bytes
+// were written to it: with the codec's header (its wrapped key) gone,
+// what was written can no longer be read (nor counted as an object by
+// keys.Inventory), before the next writer overwrites it or after a crash.
+// Best effort after a failed write (the pack is sealed anyway).
+func (w *BlobWriter) zeroHead(pk *packFile) {
+	if w.off == 0 {
+		return
+	}
+	if err := pk.write([][]byte{zeroPage}, w.base); err != nil {
+		w.fail(err)
+	}
+}
+
 // Abort stops the writer and removes the file (gives a pack region back
 // unused, its first block zeroed when written). It may be called after a failed Close, or more than once.
 func (w *BlobWriter) Abort() {
@@ -369,15 +387,7 @@ func (w *BlobWriter) Abort() {
 	if !w.done {
 		w.done = true
 		if w.pack != nil {
-			if w.off > 0 && w.err == nil {
-				// Zero the region's first block: with the codec's header
-				// (its wrapped key) gone, what was written can no longer
-				// be read, before the next writer overwrites it or after
-				// a crash.
-				if err := w.pack.write([][]byte{zeroPage}, w.base); err != nil {
-					w.fail(err)
-				}
-			}
+			w.zeroHead(w.pack)
 			w.pack.release(w.err != nil)
 			w.pack.unref()
 			w.pack = nil

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -110,4 +111,20 @@ func tryLockFile(f *os.File) error {
 		return err
 	}
 	return lerr
+}
+
+// lockUnsupported reports whether a flock error means the file system
+// has no flock (rather than that another file holds it).
+func lockUnsupported(err error) bool {
+	return errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOLCK)
+}
+
+// hasData reports whether [from, to) of f holds any data (SEEK_DATA);
+// true when that cannot be told.
+func hasData(f *os.File, from, to int64) bool {
+	off, err := unix.Seek(int(f.Fd()), from, unix.SEEK_DATA)
+	if errors.Is(err, unix.ENXIO) {
+		return false // only holes after from
+	}
+	return err != nil || off < to
 }

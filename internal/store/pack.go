@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -61,6 +62,10 @@ const (
 	packLow  = 24 << 20
 	// zeroChunk: one write of the zero fill.
 	zeroChunk = 1 << 20
+	// maxPackID: pack numbers have 8 digits.
+	maxPackID = 99999999
+	// packTempPrefix names a pack being created (see create).
+	packTempPrefix = ".tmp-pack-"
 )
 
 var packKeyRE = regexp.MustCompile(`^packs/([0-9]{8})\.pack@(0|[1-9][0-9]{0,17})\+(0|[1-9][0-9]{0,17})$`)
@@ -166,6 +171,9 @@ func (s *packSet) acquire() (*packFile, error) {
 		s.mu.Unlock()
 		return nil, errors.New("store: blob store closed")
 	}
+	for n := len(s.idle); n > 0 && s.idle[n-1].sealed; n-- { // (never: sealing takes a pack out)
+		s.idle = s.idle[:n-1]
+	}
 	if n := len(s.idle); n > 0 {
 		p := s.idle[n-1]
 		s.idle = s.idle[:n-1]
@@ -205,31 +213,57 @@ func (s *packSet) acquire() (*packFile, error) {
 	return p, nil
 }
 
-// create makes pack id's file, its name durable before any region in it
-// is referenced.
+// create makes pack id's file, locked from the moment its name exists
+// and its name durable before any region in it is referenced. The file
+// is created under a temporary name, flocked, then linked to its name
+// (which fails with fs.ErrExist where another process took the number):
+// SweepPacks in another process never finds the pack unlocked while this
+// one writes it. errors: a wrapped fs.ErrExist, I/O errors.
 func (s *packSet) create(id int) (*packFile, error) {
+	if id > maxPackID {
+		return nil, fmt.Errorf("store: creating pack: more than %d packs", maxPackID)
+	}
 	if err := os.MkdirAll(s.dir, 0o750); err != nil {
 		return nil, fmt.Errorf("store: packs: %w", err)
 	}
-	f, err := os.OpenFile(filepath.Join(s.dir, fmt.Sprintf("%08d.pack", id)), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640)
+	f, err := os.CreateTemp(s.dir, packTempPrefix+"*")
 	if err != nil {
+		return nil, fmt.Errorf("store: creating pack: %w", err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	fail := func(err error) (*packFile, error) {
+		f.Close()
 		return nil, fmt.Errorf("store: creating pack: %w", err)
 	}
 	// The flock marks the pack as written by a live process (SweepPacks
 	// leaves it alone); the kernel drops it when the process dies. Where
 	// the file system has no flock, SweepPacks cannot take one either and
 	// leaves every pack alone.
-	_ = lockFile(f)
-	if err = f.Sync(); err == nil {
+	if err := lockFile(f); err != nil && !lockUnsupported(err) {
+		return fail(err)
+	}
+	if err := os.Chmod(tmp, 0o640); err != nil {
+		return fail(err)
+	}
+	name := filepath.Join(s.dir, fmt.Sprintf("%08d.pack", id))
+	if err := os.Link(tmp, name); err != nil {
+		return fail(err) // fs.ErrExist: the caller takes the next number
+	}
+	if err := os.Remove(tmp); err != nil {
+		os.Remove(name)
+		return fail(err)
+	}
+	err = f.Sync()
+	if err == nil {
 		err = syncDir(s.dir)
-		if err == nil {
-			err = syncDir(filepath.Dir(s.dir))
-		}
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(s.dir))
 	}
 	if err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return nil, fmt.Errorf("store: creating pack: %w", err)
+		os.Remove(name)
+		return fail(err)
 	}
 	p := &packFile{set: s, id: id, file: f, direct: directIO(f, true)}
 	p.scond = sync.NewCond(&p.smu)
@@ -255,9 +289,23 @@ func (p *packFile) reserve(n int64) (off int64) {
 func (p *packFile) release(failed bool) {
 	s := p.set
 	s.mu.Lock()
+	if s.closed && !failed && !p.sealed {
+		// Close came while p was handed out: give its zero fill back now
+		// (regions reserved below its end are kept).
+		tail := p.tail
+		p.sealed = true // busy still: nobody closes it meanwhile
+		s.mu.Unlock()
+		if err := p.file.Truncate(tail); err == nil {
+			if err := packSync(p.file); err != nil {
+				p.fail(fmt.Errorf("store: fdatasync pack (close): %w", err))
+			}
+		}
+		s.mu.Lock()
+	}
 	defer s.mu.Unlock()
 	p.busy = false
-	if failed || p.tail >= packMax || s.closed {
+	if failed || p.sealed || p.tail >= packMax || s.closed {
+		// (sealed: a failed fdatasync while it was handed out)
 		p.sealed = true
 		p.maybeCloseLocked()
 		return
@@ -350,11 +398,24 @@ func (p *packFile) zeroFill(from, to int64) error {
 			return err
 		}
 	}
-	return fdatasync(p.file)
+	if err := packSync(p.file); err != nil {
+		// It may have consumed a write-back error of a blob's bytes.
+		p.fail(fmt.Errorf("store: fdatasync pack (zero fill): %w", err))
+		return err
+	}
+	return nil
 }
 
-// packSync is fdatasync (a test replaces it to fail).
-var packSync = fdatasync
+// packSyncHook, when set (tests), replaces fdatasync for packs.
+var packSyncHook atomic.Pointer[func(*os.File) error]
+
+// packSync is fdatasync of a pack file.
+func packSync(f *os.File) error {
+	if h := packSyncHook.Load(); h != nil {
+		return (*h)(f)
+	}
+	return fdatasync(f)
+}
 
 // sync makes every region written to p before the call durable: one
 // fdatasync covers the callers that came meanwhile. After a failed
@@ -384,16 +445,35 @@ func (p *packFile) sync() error {
 	err := p.serr
 	p.smu.Unlock()
 	if err != nil {
-		s := p.set
-		s.mu.Lock()
-		p.sealed = true
-		if i := indexOf(s.idle, p); i >= 0 {
-			s.idle = append(s.idle[:i], s.idle[i+1:]...)
-		}
-		p.maybeCloseLocked() // once its last writer has let go
-		s.mu.Unlock()
+		p.seal()
 	}
 	return err
+}
+
+// fail records err as the pack's sticky error, unless one is recorded
+// already, and seals it: nothing written to the pack is trusted to be
+// durable after a failed fdatasync on its file (Linux reports a
+// write-back error once per open file, to whichever fdatasync comes
+// first: the filler's, Close's or a writer's), or after a failed write.
+func (p *packFile) fail(err error) {
+	p.smu.Lock()
+	if p.serr == nil {
+		p.serr = err
+	}
+	p.smu.Unlock()
+	p.seal()
+}
+
+// seal takes p out of service: no new region, out of the idle packs.
+func (p *packFile) seal() {
+	s := p.set
+	s.mu.Lock()
+	p.sealed = true
+	if i := indexOf(s.idle, p); i >= 0 {
+		s.idle = append(s.idle[:i], s.idle[i+1:]...)
+	}
+	p.maybeCloseLocked()
+	s.mu.Unlock()
 }
 
 func indexOf(ps []*packFile, p *packFile) int {
@@ -464,8 +544,11 @@ func (s *packSet) close() error {
 		tail := p.tail
 		s.mu.Unlock()
 		if err := p.file.Truncate(tail); err == nil {
-			if err := fdatasync(p.file); err != nil && first == nil {
-				first = fmt.Errorf("store: closing pack: %w", err)
+			if err := packSync(p.file); err != nil {
+				p.fail(fmt.Errorf("store: fdatasync pack (close): %w", err))
+				if first == nil {
+					first = fmt.Errorf("store: closing pack: %w", err)
+				}
 			}
 		}
 		s.mu.Lock()
@@ -535,6 +618,14 @@ func (f *FS) SweepPacks(ctx context.Context, olderThan time.Duration, keys func(
 			return changed, err
 		}
 		name := e.Name()
+		if strings.HasPrefix(name, packTempPrefix) && e.Type().IsRegular() {
+			// A pack whose creation a crash interrupted (create): never
+			// linked, so never written.
+			if fi, err := e.Info(); err == nil && fi.ModTime().Before(cutoff) && os.Remove(filepath.Join(dir, name)) == nil {
+				changed++
+			}
+			continue
+		}
 		if len(name) != 13 || filepath.Ext(name) != ".pack" || !e.Type().IsRegular() {
 			continue
 		}
@@ -593,7 +684,10 @@ func (f *FS) sweepPack(ctx context.Context, path, prefix string, cutoff time.Tim
 	changed := false
 	var at int64
 	for _, r := range rs {
-		if r.off > at { // nothing references [at, r.off)
+		// Nothing references [at, r.off): punch it out unless it is a hole
+		// already (a sweep at every start would otherwise punch the same
+		// holes again and touch the pack's mtime each time).
+		if r.off > at && hasData(file, at, r.off) {
 			if err := punchHole(file, at, r.off-at); err == nil {
 				changed = true
 			}

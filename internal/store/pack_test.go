@@ -241,9 +241,14 @@ func TestPackAbortCloseReopen(t *testing.T) {
 	w.Abort()
 	w.Abort()
 	head := make([]byte, directAlign)
-	if f, err := os.Open(filepath.Join(dir, packsDir, "00000001.pack")); err == nil {
-		f.ReadAt(head, 8192)
-		f.Close()
+	f, err := os.Open(filepath.Join(dir, packsDir, "00000001.pack"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.ReadAt(head, 8192)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
 	}
 	if !bytes.Equal(head, make([]byte, directAlign)) {
 		t.Error("an aborted region's first block was not zeroed")
@@ -436,14 +441,15 @@ func TestPackSyncFailureSeals(t *testing.T) {
 	}
 	defer b.Close()
 	first := putPacked(ctx, t, b, packData(5000, 1), 0)
-	orig := packSync
-	packSync = func(*os.File) error { return syscall.EIO }
+	eio := func(*os.File) error { return syscall.EIO }
+	packSyncHook.Store(&eio)
 	_, sync, err := b.PutNewBytes(ctx, InstanceBlobKey("1.2.3", time.Now()), packData(5000, 2))
 	if err != nil {
+		packSyncHook.Store(nil)
 		t.Fatal(err)
 	}
 	err = sync()
-	packSync = orig
+	packSyncHook.Store(nil)
 	if !errors.Is(err, syscall.EIO) {
 		t.Fatalf("sync with a failing fdatasync: %v, want EIO", err)
 	}
@@ -526,6 +532,13 @@ func TestSweepPacks(t *testing.T) {
 	if err != nil || n != 2 {
 		t.Fatalf("sweep of dead packs changed %d (%v), want 2", n, err)
 	}
+	swept, _ := os.Stat(pack1)
+	if n, err := sweeper.SweepPacks(ctx, -time.Hour, db.BlobKeysWithPrefix); err != nil || n != 0 {
+		t.Errorf("a second sweep changed %d packs (%v), want 0", n, err)
+	}
+	if again, _ := os.Stat(pack1); !again.ModTime().Equal(swept.ModTime()) {
+		t.Errorf("a second sweep touched the pack: mtime %v, then %v", swept.ModTime(), again.ModTime())
+	}
 	_, off2, n2, _ := parsePackKey(infos[2].Key)
 	after, err := os.Stat(pack1)
 	if err != nil || after.Size() != off2+alignUp(n2) || before.Size() <= after.Size() {
@@ -557,4 +570,139 @@ func mustFS(t *testing.T, dir string) *FS {
 	}
 	t.Cleanup(func() { f.Close() })
 	return f
+}
+
+// A pack is locked from the moment its name exists: another open file of
+// it cannot take the flock (SweepPacks in another process would).
+func TestPackLockedFromCreation(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	b := mustFS(t, dir)
+	putPacked(ctx, t, b, packData(100, 1), 0)
+	f, err := os.Open(filepath.Join(dir, packsDir, "00000001.pack"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := tryLockFile(f); err == nil || lockUnsupported(err) {
+		t.Errorf("flock of a live pack from another open file: %v, want EWOULDBLOCK", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dir, packsDir)); len(ents) != 1 {
+		t.Errorf("packs directory holds %d entries, want the pack alone (no temporary file)", len(ents))
+	}
+}
+
+// A pack sealed by a failed fdatasync while a streaming writer holds it
+// does not go back to the idle packs when that writer lets go: the next
+// blob goes to a new pack and succeeds.
+func TestPackSealedWhileHandedOut(t *testing.T) {
+	ctx := context.Background()
+	b := mustFS(t, t.TempDir())
+	b.packs.fill = false
+	_, rsync, err := b.PutNewBytes(ctx, InstanceBlobKey("1.2.1", time.Now()), packData(5000, 1)) // reserves in pack 1, gives it back
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := b.NewBlobWriter(ctx, InstanceBlobKey("1.2.2", time.Now())) // takes pack 1
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.pack.id != 1 {
+		t.Fatalf("writer took pack %d, want 1", w.pack.id)
+	}
+	eio := func(*os.File) error { return syscall.EIO }
+	packSyncHook.Store(&eio)
+	err = rsync()
+	packSyncHook.Store(nil)
+	if !errors.Is(err, syscall.EIO) {
+		t.Fatalf("failing sync: %v", err)
+	}
+	w.Write(packData(3000, 2))
+	_, wsync, err := w.Close() // lets go of the pack
+	b.packs.mu.Lock()
+	for _, p := range b.packs.idle {
+		if p.sealed {
+			t.Errorf("sealed pack %d is idle", p.id)
+		}
+	}
+	b.packs.mu.Unlock()
+	if err == nil {
+		if err = wsync(); err == nil {
+			t.Error("a blob in a pack whose fdatasync failed was reported durable")
+		}
+	}
+	next := putPacked(ctx, t, b, packData(700, 3), 0)
+	if name, _, _, _ := parsePackKey(next.Key); name == "00000001.pack" {
+		t.Errorf("next blob went to the sealed pack: %q", next.Key)
+	}
+}
+
+// A failed fdatasync in the zero filler is sticky for the blobs written
+// to that pack before it: Linux reports a write-back error once per open
+// file, so the filler may have consumed theirs.
+func TestPackFillSyncErrorIsSticky(t *testing.T) {
+	ctx := context.Background()
+	b := mustFS(t, t.TempDir())
+	if !b.packs.fill {
+		t.Skip("the test directory's file system is not ext4 or XFS: no zero fill")
+	}
+	putPacked(ctx, t, b, packData(100, 1), 0)
+	waitFilled(t, b)
+	w, err := b.NewBlobWriter(ctx, InstanceBlobKey("1.2.2", time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(packData(9<<20, 2)); err != nil { // past the fill's low-water mark
+		t.Fatal(err)
+	}
+	eio := func(*os.File) error { return syscall.EIO }
+	packSyncHook.Store(&eio)
+	_, sync, err := w.Close() // releases the pack: the filler runs and fails
+	if err != nil {
+		packSyncHook.Store(nil)
+		t.Fatal(err)
+	}
+	waitFilled(t, b)
+	packSyncHook.Store(nil)
+	if err := sync(); !errors.Is(err, syscall.EIO) {
+		t.Errorf("sync after the filler's fdatasync failed: %v, want the sticky EIO", err)
+	}
+}
+
+// Close while a writer holds a pack: the writer finishes, and once it lets
+// go the pack is cut back to its last region too.
+func TestPackCloseWithWriterActive(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	b, err := NewFS(dir, FSOptions{Codec: appendXorCodec{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := putPacked(ctx, t, b, packData(3000, 1), 0)
+	waitFilled(t, b)
+	w, err := b.NewBlobWriter(ctx, InstanceBlobKey("1.2.2", time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(packData(200000, 2))
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	info, sync, err := w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sync(); err != nil {
+		t.Fatal(err)
+	}
+	_, off, n, _ := parsePackKey(info.Key)
+	fi, err := os.Stat(filepath.Join(dir, packsDir, "00000001.pack"))
+	if err != nil || fi.Size() != off+alignUp(n) {
+		t.Errorf("pack after Close and the last writer: %v (%v), want %d bytes", fi, err, off+alignUp(n))
+	}
+	for k, want := range map[string][]byte{first.Key: packData(3000, 1), info.Key: packData(200000, 2)} {
+		if !bytes.Equal(readBlob(ctx, t, b, k), want) {
+			t.Errorf("%s does not read back after Close", k)
+		}
+	}
 }
