@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -85,6 +86,15 @@ func parsePackKey(key string) (name string, off, n int64, ok bool) {
 	return m[1] + ".pack", off, n, true
 }
 
+// packID returns the number of a pack file's name ("00000001.pack").
+func packID(name string) (int, bool) {
+	if len(name) != 13 || !strings.HasSuffix(name, ".pack") {
+		return 0, false
+	}
+	id, err := strconv.Atoi(name[:8])
+	return id, err == nil && id >= 0
+}
+
 func packKey(id int, off, n int64) string {
 	return fmt.Sprintf("packs/%08d.pack@%d+%d", id, off, n)
 }
@@ -153,10 +163,8 @@ func newPackSet(root string, fill bool) (*packSet, error) {
 		return nil, fmt.Errorf("store: packs: %w", err)
 	}
 	for _, e := range ents {
-		if len(e.Name()) == 13 && filepath.Ext(e.Name()) == ".pack" {
-			if id, err := strconv.Atoi(e.Name()[:8]); err == nil && id >= s.nextID {
-				s.nextID = id + 1
-			}
+		if id, ok := packID(e.Name()); ok && id >= s.nextID {
+			s.nextID = id + 1
 		}
 	}
 	return s, nil
@@ -295,11 +303,7 @@ func (p *packFile) release(failed bool) {
 		tail := p.tail
 		p.sealed = true // busy still: nobody closes it meanwhile
 		s.mu.Unlock()
-		if err := p.file.Truncate(tail); err == nil {
-			if err := packSync(p.file); err != nil {
-				p.fail(fmt.Errorf("store: fdatasync pack (close): %w", err))
-			}
-		}
+		_ = p.cutBack(tail)
 		s.mu.Lock()
 	}
 	defer s.mu.Unlock()
@@ -469,20 +473,11 @@ func (p *packFile) seal() {
 	s := p.set
 	s.mu.Lock()
 	p.sealed = true
-	if i := indexOf(s.idle, p); i >= 0 {
+	if i := slices.Index(s.idle, p); i >= 0 {
 		s.idle = append(s.idle[:i], s.idle[i+1:]...)
 	}
 	p.maybeCloseLocked()
 	s.mu.Unlock()
-}
-
-func indexOf(ps []*packFile, p *packFile) int {
-	for i, q := range ps {
-		if q == p {
-			return i
-		}
-	}
-	return -1
 }
 
 // write writes the aligned buffers at off (O_DIRECT where the pack has
@@ -508,6 +503,20 @@ func (p *packFile) write(iovs [][]byte, off int64) error {
 		s.mu.Unlock()
 	}
 	return err
+}
+
+// cutBack gives back the zero fill after tail, the end of p's last
+// region (at Close), and fdatasyncs; a failed fdatasync is sticky (fail).
+// A failed truncate leaves the fill (the sweep cuts it later).
+func (p *packFile) cutBack(tail int64) error {
+	if err := p.file.Truncate(tail); err != nil {
+		return nil
+	}
+	if err := packSync(p.file); err != nil {
+		p.fail(fmt.Errorf("store: fdatasync pack (close): %w", err))
+		return err
+	}
+	return nil
 }
 
 // close stops the set: the filler ends, and every idle pack's file is cut
@@ -538,18 +547,12 @@ func (s *packSet) close() error {
 		}
 	}
 	s.mu.Unlock()
-	sort.Slice(idle, func(i, j int) bool { return idle[i].id < idle[j].id })
 	for _, p := range idle {
 		s.mu.Lock()
 		tail := p.tail
 		s.mu.Unlock()
-		if err := p.file.Truncate(tail); err == nil {
-			if err := packSync(p.file); err != nil {
-				p.fail(fmt.Errorf("store: fdatasync pack (close): %w", err))
-				if first == nil {
-					first = fmt.Errorf("store: closing pack: %w", err)
-				}
-			}
+		if err := p.cutBack(tail); err != nil && first == nil {
+			first = fmt.Errorf("store: closing pack: %w", err)
 		}
 		s.mu.Lock()
 		p.sealed = true
@@ -626,10 +629,7 @@ func (f *FS) SweepPacks(ctx context.Context, olderThan time.Duration, keys func(
 			}
 			continue
 		}
-		if len(name) != 13 || filepath.Ext(name) != ".pack" || !e.Type().IsRegular() {
-			continue
-		}
-		if _, err := strconv.Atoi(name[:8]); err != nil {
+		if _, ok := packID(name); !ok || !e.Type().IsRegular() {
 			continue
 		}
 		did, err := f.sweepPack(ctx, filepath.Join(dir, name), "packs/"+name+"@", cutoff, keys)
