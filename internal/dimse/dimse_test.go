@@ -171,13 +171,15 @@ func TestStoreStatuses(t *testing.T) {
 }
 
 func TestNegotiation(t *testing.T) {
-	_, addr := startServer(t, Config{TransferSyntaxes: []string{ExplicitVRLittleEndian, JPEGBaseline8Bit}, ExtraSOPClasses: []string{"1.2.840.10008.5.1.4.31"}}, &recorder{})
+	_, addr := startServer(t, Config{TransferSyntaxes: []string{ExplicitVRLittleEndian, JPEGBaseline8Bit, ExplicitVRBigEndian, ImplicitVRLittleEndian}, ExtraSOPClasses: []string{"1.2.840.10008.5.1.4.31"}}, &recorder{})
 	ct := "1.2.840.10008.5.1.4.1.1.2"
 	pcs := []PresentationContext{
 		{AbstractSyntax: ct, TransferSyntaxes: []string{JPEG2000, JPEGBaseline8Bit, ExplicitVRLittleEndian}}, // → .50 (first proposed we accept)
 		{AbstractSyntax: ct, TransferSyntaxes: []string{JPEG2000}},                                           // → rejected (4)
 		{AbstractSyntax: "1.2.840.10008.5.1.4.1.2.2.1", TransferSyntaxes: []string{ExplicitVRLittleEndian}},  // C-FIND: rejected (3)
 		{AbstractSyntax: "1.2.840.10008.5.1.4.31", TransferSyntaxes: []string{ExplicitVRLittleEndian}},       // configured extra
+		{AbstractSyntax: ct, TransferSyntaxes: []string{ExplicitVRBigEndian, ImplicitVRLittleEndian}},         // → Implicit (Big Endian last)
+		{AbstractSyntax: ct, TransferSyntaxes: []string{JPEG2000, ExplicitVRBigEndian}},                       // → Big Endian (nothing else)
 	}
 	for len(pcs) < 128 {
 		pcs = append(pcs, PresentationContext{AbstractSyntax: VerificationSOPClass, TransferSyntaxes: []string{ImplicitVRLittleEndian, ExplicitVRLittleEndian}})
@@ -188,8 +190,11 @@ func TestNegotiation(t *testing.T) {
 	if len(acc) != 126 { // 128 - 2 rejected
 		t.Fatalf("%d accepted contexts, want 126", len(acc))
 	}
-	if acc[0] != (AcceptedContext{ID: 1, AbstractSyntax: ct, TransferSyntax: JPEGBaseline8Bit}) || acc[1].ID != 7 || acc[2].ID != 9 || acc[2].TransferSyntax != ExplicitVRLittleEndian || acc[125].ID != 255 {
-		t.Fatalf("accepted %+v ...", acc[:3])
+	if acc[0] != (AcceptedContext{ID: 1, AbstractSyntax: ct, TransferSyntax: JPEGBaseline8Bit}) || acc[1].ID != 7 || acc[4].ID != 13 || acc[4].TransferSyntax != ImplicitVRLittleEndian || acc[125].ID != 255 {
+		t.Fatalf("accepted %+v ...", acc[:5])
+	}
+	if acc[2] != (AcceptedContext{ID: 9, AbstractSyntax: ct, TransferSyntax: ImplicitVRLittleEndian}) || acc[3] != (AcceptedContext{ID: 11, AbstractSyntax: ct, TransferSyntax: ExplicitVRBigEndian}) {
+		t.Fatalf("Big Endian not taken last: %+v %+v", acc[2], acc[3])
 	}
 	_, err := cl.Store(context.Background(), ct, "1.2.3", ExplicitVRLittleEndian, bytes.NewReader(nil), 0)
 	if !errors.Is(err, ErrNoPresentationContext) || !strings.Contains(err.Error(), JPEGBaseline8Bit) {

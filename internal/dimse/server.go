@@ -194,7 +194,8 @@ type Config struct {
 	// TransferSyntaxes are the accepted transfer syntaxes (default
 	// DefaultTransferSyntaxes()). Of those the SCU proposes in a context,
 	// the first it proposed is accepted, so compressed data sets are
-	// received as sent.
+	// received as sent; Explicit VR Big Endian (retired) only when the
+	// context offers nothing else accepted.
 	TransferSyntaxes []string
 	// ExtraSOPClasses are accepted in addition to Verification and every
 	// storage SOP class under StorageSOPClassPrefix.
@@ -569,14 +570,29 @@ func (a *association) negotiate() *associateParams {
 	return ac
 }
 
-// pickTransferSyntax returns the first proposed transfer syntax that we accept, or "".
+// pickTransferSyntax returns the transfer syntax to accept for a context
+// proposing proposed (in the SCU's order of preference), or "" when we
+// accept none of them: the first proposed that we accept, except that
+// Explicit VR Big Endian (retired, PS3.5 Annex A.3) is taken only when
+// the context offers nothing else we accept. dcmtk's storescu proposes
+// each storage SOP class twice, once with Explicit VR Little Endian and
+// once with Explicit VR Big Endian followed by Implicit VR Little Endian;
+// accepting Big Endian there leaves it no context in an Implicit VR file's
+// own transfer syntax, so it converted every such file to Explicit VR
+// Little Endian before sending (Orthanc accepts Implicit VR there).
 func (s *Server) pickTransferSyntax(proposed []string) string {
+	bigEndian := false
 	for _, p := range proposed {
-		for _, ts := range s.cfg.TransferSyntaxes {
-			if p == ts {
-				return ts
-			}
+		if !slices.Contains(s.cfg.TransferSyntaxes, p) {
+			continue
 		}
+		if p != ExplicitVRBigEndian {
+			return p
+		}
+		bigEndian = true
+	}
+	if bigEndian {
+		return ExplicitVRBigEndian
 	}
 	return ""
 }
