@@ -178,8 +178,8 @@ func TestNegotiation(t *testing.T) {
 		{AbstractSyntax: ct, TransferSyntaxes: []string{JPEG2000}},                                           // → rejected (4)
 		{AbstractSyntax: "1.2.840.10008.5.1.4.1.2.2.1", TransferSyntaxes: []string{ExplicitVRLittleEndian}},  // C-FIND: rejected (3)
 		{AbstractSyntax: "1.2.840.10008.5.1.4.31", TransferSyntaxes: []string{ExplicitVRLittleEndian}},       // configured extra
-		{AbstractSyntax: ct, TransferSyntaxes: []string{ExplicitVRBigEndian, ImplicitVRLittleEndian}},         // → Implicit (Big Endian last)
-		{AbstractSyntax: ct, TransferSyntaxes: []string{JPEG2000, ExplicitVRBigEndian}},                       // → Big Endian (nothing else)
+		{AbstractSyntax: ct, TransferSyntaxes: []string{ExplicitVRBigEndian, ImplicitVRLittleEndian}},        // → Implicit (Big Endian last)
+		{AbstractSyntax: ct, TransferSyntaxes: []string{JPEG2000, ExplicitVRBigEndian}},                      // → Big Endian (nothing else)
 	}
 	for len(pcs) < 128 {
 		pcs = append(pcs, PresentationContext{AbstractSyntax: VerificationSOPClass, TransferSyntaxes: []string{ImplicitVRLittleEndian, ExplicitVRLittleEndian}})
