@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/radflow/radflow/internal/timerslack" // sets the timer slack when the binary loads
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -42,6 +44,10 @@ func usage(w io.Writer) {
 }
 
 func main() {
+	if _, err := timerslack.Applied(); err != nil {
+		fmt.Fprintf(os.Stderr, "radflow: %v\n", err)
+		os.Exit(2)
+	}
 	stop := startProfiling(os.Stderr)
 	code := run(os.Args[1:], os.Stdout, os.Stderr)
 	stop()
