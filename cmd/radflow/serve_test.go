@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/radflow/radflow/internal/audit"
 	"github.com/radflow/radflow/internal/auth"
 	"github.com/radflow/radflow/internal/inference"
 )
@@ -279,8 +281,23 @@ func TestServeKill9KeepsAcknowledgedInstances(t *testing.T) {
 		t.Fatalf("pack after kill -9: %v (%v), want the zero fill ahead of the blobs", before, err)
 	}
 	time.Sleep(5 * time.Millisecond)
+	// Acknowledged instances' audit records were staged with their rows;
+	// those the mover had not yet appended to the trail are moved at the
+	// restart (checked below).
+	if db, err := sql.Open("sqlite", "file:"+filepath.Join(data, "radflow.db")+"?mode=ro"); err == nil {
+		var staged int
+		db.QueryRow(`SELECT count(*) FROM audit_outbox`).Scan(&staged)
+		db.Close()
+		t.Logf("audit records still staged at the kill: %d", staged)
+	}
 	cmd = startServe(t, bin, append(args, "--workers", "2", "--orphan-age", "1ms")...)
-	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	stopped := false
+	defer func() {
+		if !stopped {
+			cmd.Process.Signal(syscall.SIGTERM)
+			cmd.Wait()
+		}
+	}()
 	if after, err := os.Stat(pack); err != nil || after.Size() >= before.Size() || after.Size() > int64(n)*(int64(len(raw))+8192) {
 		t.Errorf("pack after restart: %v (%v), want cut back from %d bytes to at most %d", after, err, before.Size(), int64(n)*(int64(len(raw))+8192))
 	}
@@ -309,6 +326,34 @@ func TestServeKill9KeepsAcknowledgedInstances(t *testing.T) {
 				t.Fatalf("instance %s: %+v", uid, rs[0])
 			}
 			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	// Every acknowledged instance has its instance:store record in the
+	// verified trail, once (a record moved twice keeps its event id).
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	stopped = true
+	dir, keyFile := audit.Paths(data)
+	key, err := audit.LoadKey(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := map[string]map[string]bool{}
+	if _, err := audit.Scan(dir, key, func(r audit.Record) error {
+		if r.Action == "instance:store" && r.Outcome == audit.OutcomeSuccess {
+			if events[r.Resource.SOPInstanceUID] == nil {
+				events[r.Resource.SOPInstanceUID] = map[string]bool{}
+			}
+			events[r.Resource.SOPInstanceUID][r.EventID] = true
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("audit trail after kill -9 and restart: %v", err)
+	}
+	for _, uid := range uids {
+		if len(events[uid]) != 1 {
+			t.Errorf("instance %s: %d distinct instance:store records in the trail, want 1", uid, len(events[uid]))
 		}
 	}
 }

@@ -188,10 +188,9 @@ type StoreOutcome struct {
 	Err error
 }
 
-// RecordStore appends the record of an authorised C-STORE before its
-// response is sent. An error means the store must not be acknowledged
-// (answer 0110).
-func (d *DIMSE) RecordStore(ctx context.Context, g StoreGrant, req *dimse.StoreRequest, out StoreOutcome) error {
+// StoreRecord returns the record RecordStore appends (for staging it
+// with the instance's row instead: package service, ingest.SourceInfo).
+func (d *DIMSE) StoreRecord(g StoreGrant, req *dimse.StoreRequest, out StoreOutcome) audit.Record {
 	rec := d.record(req, g.Principal)
 	rec.PolicyDecisionID = g.DecisionID
 	rec.Resource.StudyInstanceUID, rec.Resource.SeriesInstanceUID = uid(out.StudyInstanceUID), uid(out.SeriesInstanceUID)
@@ -201,6 +200,14 @@ func (d *DIMSE) RecordStore(ctx context.Context, g StoreGrant, req *dimse.StoreR
 		rec.Detail["error_kind"] = "store_failed"
 	}
 	rec.Detail["dimse_status"] = fmt.Sprintf("%04X", out.Status)
+	return rec
+}
+
+// RecordStore appends the record of an authorised C-STORE before its
+// response is sent. An error means the store must not be acknowledged
+// (answer 0110).
+func (d *DIMSE) RecordStore(ctx context.Context, g StoreGrant, req *dimse.StoreRequest, out StoreOutcome) error {
+	rec := d.StoreRecord(g, req, out)
 	if err := appendRecord(ctx, d.Trail, rec); err != nil {
 		return fmt.Errorf("access: audit: %w", err)
 	}

@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -288,8 +289,16 @@ func (t *Trail) openSegment(n int) error {
 // client went away or its request timed out meanwhile; the wait is bounded
 // by Config.AppendTimeout instead.
 func (t *Trail) Append(ctx context.Context, rec Record) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.cfg.AppendTimeout)
-	defer cancel()
+	if err := t.prepare(&rec); err != nil {
+		return err
+	}
+	return t.enqueue(ctx, []Record{rec})
+}
+
+// prepare validates rec and fills in what Append sets before sealing:
+// the time (now, UTC), a new event id, Detail without empty values.
+// errors: ErrInvalidRecord.
+func (t *Trail) prepare(rec *Record) error {
 	if err := rec.Validate(); err != nil {
 		return err
 	}
@@ -317,7 +326,19 @@ func (t *Trail) Append(ctx context.Context, rec Record) error {
 		detail[k] = v
 	}
 	rec.Detail = detail
-	p := &pending{rec: rec, done: make(chan error, 1)}
+	return nil
+}
+
+// enqueue hands prepared records to the writer, in order, and waits
+// until all are durable (or for the first error), bounded by
+// Config.AppendTimeout.
+func (t *Trail) enqueue(ctx context.Context, recs []Record) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.cfg.AppendTimeout)
+	defer cancel()
+	ps := make([]*pending, len(recs))
+	for i := range recs {
+		ps[i] = &pending{rec: recs[i], done: make(chan error, 1)}
+	}
 	t.mu.Lock()
 	switch {
 	case t.closed:
@@ -328,18 +349,57 @@ func (t *Trail) Append(ctx context.Context, rec Record) error {
 		t.mu.Unlock()
 		return err
 	}
-	t.queue = append(t.queue, p)
+	t.queue = append(t.queue, ps...)
 	t.mu.Unlock()
 	select {
 	case t.wake <- struct{}{}:
 	default:
 	}
-	select {
-	case err := <-p.done:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("%w after %s: %w", ErrAppendTimeout, t.cfg.AppendTimeout, ctx.Err())
+	for _, p := range ps {
+		select {
+		case err := <-p.done:
+			if err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("%w after %s: %w", ErrAppendTimeout, t.cfg.AppendTimeout, ctx.Err())
+		}
 	}
+	return nil
+}
+
+// Stage prepares rec as Append would (time, event id, validation) and
+// returns its JSON for a staging table written in the same transaction
+// as what it records (store.SQLite.StageAuditTx): it is durable when that
+// transaction is, and AppendStaged later seals it into the chain (with
+// its time and event id as staged). errors: ErrInvalidRecord, ErrClosed,
+// or the trail's sticky failure (nothing may be recorded as stored then).
+func (t *Trail) Stage(rec Record) ([]byte, error) {
+	if err := t.Err(); err != nil {
+		return nil, err
+	}
+	if err := t.prepare(&rec); err != nil {
+		return nil, err
+	}
+	return json.Marshal(rec)
+}
+
+// AppendStaged appends records returned by Stage, in order, and returns
+// once all are durable in the chain (one fsync for the lot when they fit
+// one batch). A record that does not decode or validate is an error and
+// nothing is appended. errors: ErrInvalidRecord, as Append.
+func (t *Trail) AppendStaged(ctx context.Context, staged [][]byte) error {
+	recs := make([]Record, len(staged))
+	for i, b := range staged {
+		if err := json.Unmarshal(b, &recs[i]); err != nil {
+			return invalid("staged record %d: does not decode", i)
+		}
+		recs[i].Seq, recs[i].PrevHash, recs[i].Hash = 0, "", ""
+		if err := t.prepare(&recs[i]); err != nil {
+			return err
+		}
+	}
+	return t.enqueue(ctx, recs)
 }
 
 // DetachedContext returns the context for appending the audit record of

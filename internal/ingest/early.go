@@ -151,7 +151,7 @@ func (g *Ingester) IngestEarly(ctx context.Context, e *Early, b []byte) (out Out
 	}
 	in.BlobKey, in.ReceivedAt = bi.Key, e.at // bi.Key: a pack region's key where the store packs
 	in.Size, in.SHA256 = bi.Size, bi.SHA256
-	p := &pending{done: make(chan struct{}), settled: make(chan struct{}), synced: make(chan struct{})}
+	p := &pending{done: make(chan struct{}), settled: make(chan struct{}), synced: make(chan struct{}), audit: e.info.AuditRecord}
 	go func() {
 		p.blobErr = sync()
 		close(p.synced)

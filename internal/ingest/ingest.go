@@ -55,6 +55,15 @@ type SourceInfo struct {
 	// Ingest stores nothing and returns ErrMismatch (SOP Class/Instance)
 	// or ErrStudyMismatch (Study).
 	SOPClassUID, SOPInstanceUID, StudyInstanceUID string
+
+	// AuditRecord, when set and Metadata can stage audit records
+	// (*store.SQLite), returns the record of this instance stored (given
+	// its parsed metadata), to be staged in the transaction that inserts
+	// its row: the record is then durable exactly when the row is and
+	// Outcome.AuditStaged reports it. An error fails the instance (nothing
+	// is stored). Not called for an instance already stored, nor when the
+	// row is not committed: the caller records those itself.
+	AuditRecord func(in *store.Instance) ([]byte, error)
 }
 
 // Outcome reports one Ingest.
@@ -69,6 +78,9 @@ type Outcome struct {
 	Created bool
 	// Jobs is the number of inference jobs this call enqueued.
 	Jobs int
+	// AuditStaged: SourceInfo.AuditRecord's record was committed with the
+	// instance's row (durable once durable returns nil).
+	AuditStaged bool
 }
 
 // ModelRef names a model version an instance is routed to.
@@ -131,6 +143,12 @@ type walSyncer interface {
 	SyncWAL() error
 }
 
+// auditStager is a Metadata that stages audit records in the instance's
+// transaction (*store.SQLite; SourceInfo.AuditRecord).
+type auditStager interface {
+	StageAuditTx(ctx context.Context, tx *sql.Tx, record []byte) error
+}
+
 // Jobs is what Ingest needs from the queue (*queue.Queue).
 type Jobs interface {
 	EnqueueTx(ctx context.Context, tx *sql.Tx, jobs []queue.JobArgs) (int, error)
@@ -138,10 +156,11 @@ type Jobs interface {
 }
 
 var (
-	_ Metadata  = (*store.SQLite)(nil)
-	_ walSyncer = (*store.SQLite)(nil)
-	_ Jobs      = (*queue.Queue)(nil)
-	_ dirSyncer = (*store.FS)(nil)
+	_ Metadata    = (*store.SQLite)(nil)
+	_ walSyncer   = (*store.SQLite)(nil)
+	_ auditStager = (*store.SQLite)(nil)
+	_ Jobs        = (*queue.Queue)(nil)
+	_ dirSyncer   = (*store.FS)(nil)
 
 	_ durablePutter = (*store.FS)(nil)
 	_ asyncPutter   = (*store.FS)(nil)
@@ -356,7 +375,7 @@ func (g *Ingester) IngestUnsynced(ctx context.Context, r io.Reader, info SourceI
 	now := time.Now().UTC()
 	in.BlobKey = store.InstanceBlobKey(in.SOPInstanceUID, now)
 	var bi store.BlobInfo
-	p := &pending{done: make(chan struct{}), settled: make(chan struct{})}
+	p := &pending{done: make(chan struct{}), settled: make(chan struct{}), audit: info.AuditRecord}
 	deferDirSync := false
 	switch bs := g.cfg.Blobs.(type) {
 	case asyncPutter:
@@ -440,6 +459,15 @@ func (g *Ingester) submit(in *store.Instance, out Outcome, p *pending, unlock fu
 	}
 
 	p.in, p.jobs = in, jobs
+	if _, ok := g.cfg.Metadata.(auditStager); ok && p.audit != nil {
+		rec, err := p.audit(in)
+		if err != nil {
+			p.waitBlob()
+			g.deleteBlob(in.BlobKey)
+			return out, nil, fmt.Errorf("ingest: audit record: %w", err)
+		}
+		p.auditRec = rec
+	}
 	g.closeMu.RLock()
 	if g.closed {
 		g.closeMu.RUnlock()
@@ -463,7 +491,7 @@ func (g *Ingester) submit(in *store.Instance, out Outcome, p *pending, unlock fu
 		}
 		return out, noWait, nil
 	}
-	out.Created, out.Jobs = p.created, p.jobsNew
+	out.Created, out.Jobs, out.AuditStaged = p.created, p.jobsNew, p.staged
 	locked = false // until durable returns
 	var once sync.Once
 	return out, func() error {

@@ -34,6 +34,13 @@ type pending struct {
 	committed bool
 	jobsNew   int
 	err       error
+
+	// audit, when not nil, returns the instance's audit record
+	// (SourceInfo.AuditRecord); submit calls it into auditRec, which is
+	// staged with the row; staged: it was (set with created).
+	audit    func(in *store.Instance) ([]byte, error)
+	auditRec []byte
+	staged   bool
 }
 
 // waitBlob waits until the blob is durable or failed and returns
@@ -368,8 +375,10 @@ func (g *Ingester) apply(ctx context.Context, tx *sql.Tx, p *pending) (created b
 	return true, n, nil
 }
 
-// applyRows inserts one instance and, when it is new, its queued results.
+// applyRows inserts one instance and, when it is new, its queued results
+// and its staged audit record.
 func (g *Ingester) applyRows(ctx context.Context, tx *sql.Tx, p *pending) (created bool, err error) {
+	p.staged = false
 	created, err = g.cfg.Metadata.InsertInstanceTx(ctx, tx, p.in)
 	if err != nil || !created {
 		return false, err
@@ -378,6 +387,12 @@ func (g *Ingester) applyRows(ctx context.Context, tx *sql.Tx, p *pending) (creat
 		if err := g.cfg.Metadata.QueueResultTx(ctx, tx, j.ResultKey(), p.in.StudyInstanceUID); err != nil {
 			return false, err
 		}
+	}
+	if p.auditRec != nil {
+		if err := g.cfg.Metadata.(auditStager).StageAuditTx(ctx, tx, p.auditRec); err != nil {
+			return false, err
+		}
+		p.staged = true
 	}
 	return true, nil
 }

@@ -113,7 +113,7 @@ func (h dimseHandler) StartStore(ctx context.Context, req *dimse.StoreRequest) d
 	if err != nil {
 		return t
 	}
-	t.early = h.s.ingest.Begin(ctx, dimseSource(req))
+	t.early = h.s.ingest.Begin(ctx, h.source(req, t.grant))
 	if t.early != nil {
 		t.Data(head)
 	}
@@ -141,7 +141,7 @@ func (h dimseHandler) Store(ctx context.Context, req *dimse.StoreRequest) (uint1
 	if started != nil {
 		early = started.early
 	}
-	status, out, durable, err := h.store(ctx, req, early)
+	status, out, durable, err := h.store(ctx, req, early, grant)
 	if status == 0 && err != nil {
 		status = dimseStatus(err)
 	}
@@ -149,7 +149,14 @@ func (h dimseHandler) Store(ctx context.Context, req *dimse.StoreRequest) (uint1
 		return h.guard.RecordStore(ctx, grant, req, access.StoreOutcome{StudyInstanceUID: out.StudyInstanceUID,
 			SeriesInstanceUID: out.SeriesInstanceUID, Status: status, Err: err})
 	}
-	derr, aerr := whileDurable(durable, func() error { return record(status, err) })
+	var derr, aerr error
+	if err == nil && out.AuditStaged {
+		// The success record was committed with the row: durable with it.
+		derr = durable()
+		h.s.outbox.kick()
+	} else {
+		derr, aerr = whileDurable(durable, func() error { return record(status, err) })
+	}
 	if derr != nil && aerr == nil {
 		// Recorded as stored, but the commit did not become durable:
 		// record the failure that is answered instead.
@@ -188,7 +195,7 @@ func dimseStatus(err error) uint16 {
 // store ingests the data set and returns once its outcome is decided;
 // durable (not nil when err is nil) must then be called (see
 // ingest.IngestUnsynced).
-func (h dimseHandler) store(ctx context.Context, req *dimse.StoreRequest, early *ingest.Early) (uint16, ingest.Outcome, func() error, error) {
+func (h dimseHandler) store(ctx context.Context, req *dimse.StoreRequest, early *ingest.Early, grant access.StoreGrant) (uint16, ingest.Outcome, func() error, error) {
 	if early != nil {
 		defer early.Abort() // unless IngestEarly finished it
 	}
@@ -224,8 +231,22 @@ func (h dimseHandler) store(ctx context.Context, req *dimse.StoreRequest, early 
 			return 0, ingest.Outcome{}, nil, err
 		}
 	}
-	out, durable, err = h.s.ingest.IngestUnsynced(ctx, buf, dimseSource(req))
+	out, durable, err = h.s.ingest.IngestUnsynced(ctx, buf, h.source(req, grant))
 	return h.storeResult(out, durable, err)
+}
+
+// source is dimseSource with the instance's success record staged in
+// its row's transaction (ingest.SourceInfo.AuditRecord), when the
+// service has an audit trail.
+func (h dimseHandler) source(req *dimse.StoreRequest, grant access.StoreGrant) ingest.SourceInfo {
+	src := dimseSource(req)
+	if h.s.trail != nil && h.s.outbox != nil {
+		src.AuditRecord = func(in *store.Instance) ([]byte, error) {
+			return h.s.trail.Stage(h.guard.StoreRecord(grant, req, access.StoreOutcome{
+				StudyInstanceUID: in.StudyInstanceUID, SeriesInstanceUID: in.SeriesInstanceUID}))
+		}
+	}
+	return src
 }
 
 // dimseSource is what ingest is told of a C-STORE: the calling AE title
@@ -274,7 +295,16 @@ func (a stowIngester) Ingest(ctx context.Context, r io.Reader, src dicomweb.Sour
 	if a.guard != nil {
 		defer func() { a.guard.NoteInstance(ctx, rerr == nil) }()
 	}
-	out, durable, err := a.s.ingest.IngestUnsynced(ctx, r, ingest.SourceInfo{Source: store.SourceSTOW, StudyInstanceUID: src.StudyInstanceUID})
+	info := ingest.SourceInfo{Source: store.SourceSTOW, StudyInstanceUID: src.StudyInstanceUID}
+	p, recorded := api.PrincipalFrom(ctx)
+	recorded = recorded && a.s.trail != nil && !p.Anonymous
+	if recorded && a.s.outbox != nil {
+		info.AuditRecord = func(in *store.Instance) ([]byte, error) {
+			return a.s.trail.Stage(a.s.stowRecord(ctx, p, src, ingest.Outcome{SOPInstanceUID: in.SOPInstanceUID, SOPClassUID: in.SOPClassUID,
+				StudyInstanceUID: in.StudyInstanceUID, SeriesInstanceUID: in.SeriesInstanceUID}, nil))
+		}
+	}
+	out, durable, err := a.s.ingest.IngestUnsynced(ctx, r, info)
 	a.s.metrics.ObserveIngest("dicomweb", ingestOutcome(out, err))
 	st = dicomweb.Stored{
 		SOPClassUID:       out.SOPClassUID,
@@ -282,8 +312,15 @@ func (a stowIngester) Ingest(ctx context.Context, r io.Reader, src dicomweb.Sour
 		StudyInstanceUID:  out.StudyInstanceUID,
 		SeriesInstanceUID: out.SeriesInstanceUID,
 	}
-	if p, ok := api.PrincipalFrom(ctx); ok && a.s.trail != nil && !p.Anonymous {
-		derr, aerr := whileDurable(durable, func() error { return a.s.recordSTOW(ctx, p, src, out, err) })
+	if recorded {
+		var derr, aerr error
+		if err == nil && out.AuditStaged {
+			// The success record was committed with the row: durable with it.
+			derr = durable()
+			a.s.outbox.kick()
+		} else {
+			derr, aerr = whileDurable(durable, func() error { return a.s.recordSTOW(ctx, p, src, out, err) })
+		}
 		if derr != nil && aerr == nil {
 			// Recorded as stored, but not durable: record the failure.
 			err = derr
@@ -332,6 +369,21 @@ func whileDurable(durable func() error, record func() error) (derr, rerr error) 
 
 // recordSTOW appends the audit record of one STOW-RS instance.
 func (s *Service) recordSTOW(ctx context.Context, p api.Principal, src dicomweb.Source, out ingest.Outcome, err error) error {
+	rec := s.stowRecord(ctx, p, src, out, err)
+	// The record of what happened must survive the client going away (an
+	// aborted upload cancels ctx): append without ctx's cancellation.
+	actx, cancel := audit.DetachedContext(ctx, 0)
+	defer cancel()
+	if aerr := s.trail.Append(actx, rec); aerr != nil {
+		s.log.Error("STOW-RS instance not reported stored: audit record failed", "request_id", rec.RequestID, "error", aerr.Error())
+		return fmt.Errorf("service: audit: %w", aerr)
+	}
+	return nil
+}
+
+// stowRecord is the audit record of one STOW-RS instance (outcome error
+// when err is not nil).
+func (s *Service) stowRecord(ctx context.Context, p api.Principal, src dicomweb.Source, out ingest.Outcome, err error) audit.Record {
 	rec := audit.Record{
 		Protocol: audit.ProtocolHTTP, RequestID: api.RequestID(ctx), ClientAddress: stowClient(src.RemoteAddr),
 		SubjectID: p.Subject, SubjectKind: p.Kind, Roles: access.AuditRoles(p.Roles), Organisation: p.Organisation,
@@ -343,15 +395,7 @@ func (s *Service) recordSTOW(ctx context.Context, p api.Principal, src dicomweb.
 	if err != nil {
 		rec.Outcome, rec.Detail["error_kind"] = audit.OutcomeError, "store_failed"
 	}
-	// The record of what happened must survive the client going away (an
-	// aborted upload cancels ctx): append without ctx's cancellation.
-	actx, cancel := audit.DetachedContext(ctx, 0)
-	defer cancel()
-	if aerr := s.trail.Append(actx, rec); aerr != nil {
-		s.log.Error("STOW-RS instance not reported stored: audit record failed", "request_id", rec.RequestID, "error", aerr.Error())
-		return fmt.Errorf("service: audit: %w", aerr)
-	}
-	return nil
+	return rec
 }
 
 // stowClient returns the client's IP:port as an audit record takes it,

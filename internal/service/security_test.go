@@ -48,9 +48,15 @@ func startNoWorkers(tb testing.TB, mod func(*Config)) *Service {
 	})
 }
 
-// records returns every record of s's audit trail (verified).
+// records returns the audit trail's records (verified) in chain order, after moving
+// the records staged with instance rows (the outbox) into it.
 func records(tb testing.TB, s *Service) []audit.Record {
 	tb.Helper()
+	if s.outbox != nil {
+		if _, err := s.outbox.drain(context.Background()); err != nil {
+			tb.Fatalf("moving staged audit records: %v", err)
+		}
+	}
 	dir, keyFile := audit.Paths(s.cfg.DataDir)
 	key, err := audit.LoadKey(keyFile)
 	if err != nil {

@@ -189,6 +189,7 @@ type Service struct {
 	firstToken string
 	policy     *policy.Engine
 	trail      *audit.Trail
+	outbox     *auditOutbox // audit records staged with instance rows
 	owners     *access.Owners
 	extClose   []func() error
 
@@ -299,6 +300,17 @@ func New(ctx context.Context, cfg Config) (_ *Service, err error) {
 	}
 	if s.queue, err = queue.New(ctx, s.db.WriteDB(), qcfg); err != nil {
 		return nil, err
+	}
+	if s.trail != nil {
+		// Records staged before the last stop reach the trail before
+		// anything new can be recorded.
+		s.outbox = newAuditOutbox(s.db, s.trail, s.log)
+		if n, err := s.outbox.drain(ctx); err != nil {
+			s.log.Error("audit: staged records not moved to the trail (they stay staged)", "error", err.Error())
+		} else if n > 0 {
+			s.log.Info("audit: moved records staged before the last stop to the trail", "records", n)
+		}
+		s.outbox.start()
 	}
 	if s.ingest, err = ingest.New(ingest.Config{
 		Metadata: s.db, Blobs: s.blobs, Jobs: s.queue, Router: router(cfg.Models),
@@ -675,6 +687,8 @@ func (s *Service) closeParts() error {
 	if s.ingest != nil {
 		errs = append(errs, s.ingest.Close())
 	}
+	// Nothing is staged once the ingester is closed: move the rest.
+	errs = append(errs, s.outbox.close(true))
 	if s.runner != nil {
 		errs = append(errs, s.runner.Close())
 	}

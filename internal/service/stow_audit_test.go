@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -48,6 +49,9 @@ func requestRecords(t *testing.T, s *Service, reqID string) []audit.Record {
 			}
 		}
 		if done {
+			// An instance's record was staged with its row and joined the
+			// chain after the request's: event order is time order.
+			slices.SortStableFunc(out, func(a, b audit.Record) int { return a.Time.Compare(b.Time) })
 			return out
 		}
 		if time.Now().After(deadline) {

@@ -87,6 +87,7 @@ type hotStmts struct {
 	insertTerm     *sql.Stmt // insertTermSQL
 	insertPrefix   *sql.Stmt // insertPrefixSQL
 	queueResult    *sql.Stmt // queueResultSQL
+	stageAudit     *sql.Stmt // stageAuditSQL
 	// read pool: prepared on each of its connections as they are used
 	hasInstance *sql.Stmt // hasInstanceSQL
 
@@ -194,6 +195,7 @@ func OpenSQLite(ctx context.Context, path string, opts SQLiteOptions) (*SQLite, 
 		&s.stmts.insertTerm:     insertTermSQL,
 		&s.stmts.insertPrefix:   insertPrefixSQL,
 		&s.stmts.queueResult:    queueResultSQL,
+		&s.stmts.stageAudit:     stageAuditSQL,
 	}); err != nil {
 		s.Close()
 		return nil, err

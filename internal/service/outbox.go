@@ -1,0 +1,134 @@
+package service
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/radflow/radflow/internal/audit"
+	"github.com/radflow/radflow/internal/store"
+)
+
+// auditOutbox moves the audit records that C-STORE and STOW-RS stage in
+// their instance's transaction (table audit_outbox, ingest.SourceInfo.
+// AuditRecord) into the HMAC-chained audit trail, oldest first, and then
+// deletes them. A staged record is durable when its instance's row is
+// (the same write-ahead log fsync), so the acknowledgement waits for one
+// fsync instead of two; the trail holds the record moments later.
+//
+// Delivery is at least once: after a crash between the trail's fsync and
+// the delete (which commits unsynced, made durable by the next group
+// commit), the last records moved appear again, with the same event_id.
+// Records left by a crash are moved at the next start, before the
+// listeners open.
+type auditOutbox struct {
+	db    *store.SQLite
+	trail *audit.Trail
+	log   *slog.Logger
+
+	// every bounds how often the trail is written: records staged
+	// meanwhile share one append (one fsync).
+	every time.Duration
+
+	mu      sync.Mutex // serialises drain
+	wake    chan struct{}
+	stop    chan struct{}
+	stopped chan struct{}
+	once    sync.Once
+}
+
+// outboxBatch is the most records read and appended at once.
+const outboxBatch = 512
+
+func newAuditOutbox(db *store.SQLite, trail *audit.Trail, log *slog.Logger) *auditOutbox {
+	return &auditOutbox{db: db, trail: trail, log: log, every: 50 * time.Millisecond,
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+}
+
+// kick tells the mover that records were staged (a nil outbox ignores it).
+func (o *auditOutbox) kick() {
+	if o == nil {
+		return
+	}
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// drain moves every staged record into the trail. errors: the store's,
+// the trail's (audit.ErrInvalidRecord for a staged record that does not
+// decode or validate: it and those after it stay staged).
+func (o *auditOutbox) drain(ctx context.Context) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := 0
+	for {
+		recs, err := o.db.StagedAudit(ctx, outboxBatch)
+		if err != nil || len(recs) == 0 {
+			return n, err
+		}
+		b := make([][]byte, len(recs))
+		for i, r := range recs {
+			b[i] = r.Record
+		}
+		if err := o.trail.AppendStaged(ctx, b); err != nil {
+			return n, err
+		}
+		if err := o.db.DeleteStagedAudit(ctx, recs[len(recs)-1].ID); err != nil {
+			return n, err
+		}
+		n += len(recs)
+		if len(recs) < outboxBatch {
+			return n, nil
+		}
+	}
+}
+
+// run drains when kicked, at most once per every, and once a second in
+// case a kick was missed (a record staged by a request that then failed).
+func (o *auditOutbox) run() {
+	defer close(o.stopped)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var lastErr time.Time
+	for {
+		select {
+		case <-o.stop:
+			return
+		case <-o.wake:
+		case <-tick.C:
+		}
+		if _, err := o.drain(context.Background()); err != nil && time.Since(lastErr) > 10*time.Second {
+			lastErr = time.Now()
+			o.log.Error("audit: staged records not moved to the trail yet (they stay staged)", "error", err.Error())
+		}
+		select {
+		case <-o.stop:
+			return
+		case <-time.After(o.every):
+		}
+	}
+}
+
+// start runs the mover in the background.
+func (o *auditOutbox) start() { go o.run() }
+
+// close stops the mover and moves what is left (nothing is staged once
+// the ingester is closed). It may be called more than once; a nil outbox
+// does nothing.
+func (o *auditOutbox) close(started bool) error {
+	if o == nil {
+		return nil
+	}
+	var err error
+	o.once.Do(func() {
+		close(o.stop)
+		if started {
+			<-o.stopped
+		}
+		_, err = o.drain(context.Background())
+	})
+	return err
+}
