@@ -244,9 +244,11 @@ func parseSince(s string) (time.Time, error) {
 
 func runAuditExport(args []string, stdout, stderr io.Writer) int {
 	var format, since, sourceID, siteID string
+	var afterSeq uint64
 	_, a, ok := parseAuditFlags("export", args, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&format, "format", "", "output `FORMAT`: fhir (AuditEvent NDJSON) or dicom (PS3.15 A.5 XML, one per line) (required)")
-		fs.StringVar(&since, "since", "", "export records at or after `TIME` (RFC 3339 or YYYY-MM-DD)")
+		fs.StringVar(&since, "since", "", "export records whose event time is at or after `TIME` (RFC 3339 or YYYY-MM-DD)")
+		fs.Uint64Var(&afterSeq, "after-seq", 0, "export records after seq `N` (for incremental exports: the last seq the previous export printed; records staged with instance rows join the chain up to moments after later events, so --since alone can miss them)")
 		fs.StringVar(&sourceID, "audit-source-id", "radflow", "`ID` of this system (AuditSourceID, FHIR source.observer)")
 		fs.StringVar(&siteID, "audit-site-id", "", "enterprise site `ID` (AuditEnterpriseSiteID, FHIR source.site)")
 	})
@@ -270,8 +272,10 @@ func runAuditExport(args []string, stdout, stderr io.Writer) int {
 	src := audit.Source{ID: sourceID, SiteID: siteID}
 	w := bufio.NewWriter(stdout)
 	n := 0
+	var last uint64
 	_, err = audit.Scan(dir, key, func(r audit.Record) error {
-		if r.Time.Before(from) {
+		last = r.Seq
+		if r.Time.Before(from) || r.Seq <= afterSeq {
 			return nil
 		}
 		var b []byte
@@ -298,6 +302,6 @@ func runAuditExport(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "radflow audit export: %v (after %d records exported)\n", err, n)
 		return 1
 	}
-	fmt.Fprintf(stderr, "exported %d records\n", n)
+	fmt.Fprintf(stderr, "exported %d records, last seq %d\n", n, last)
 	return 0
 }

@@ -109,6 +109,15 @@ func TestAuditExportCLI(t *testing.T) {
 		}
 	}
 
+	// Incremental by seq: after seq 3 of the 4 records, the last one.
+	if !strings.Contains(errs, "last seq 4") {
+		t.Fatalf("no last seq in %q", errs)
+	}
+	rc, out, errs = runCLI("audit", "export", "--format", "fhir", "--after-seq", "3", "--data", data)
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); rc != 0 || len(lines) != 1 || !strings.Contains(lines[0], "urn:oid:1.2.3.4") || !strings.Contains(errs, "exported 1 records, last seq 4") {
+		t.Fatalf("--after-seq 3: rc %d, %q, %q", rc, out, errs)
+	}
+
 	rc, out, errs = runCLI("audit", "export", "--format", "dicom", "--since", "2025-03-02T09:00:00Z", "--data", data)
 	lines = strings.Split(strings.TrimSpace(out), "\n")
 	if rc != 0 || len(lines) != 3 {

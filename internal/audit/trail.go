@@ -292,6 +292,8 @@ func (t *Trail) Append(ctx context.Context, rec Record) error {
 	if err := t.prepare(&rec); err != nil {
 		return err
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.cfg.AppendTimeout)
+	defer cancel()
 	return t.enqueue(ctx, []Record{rec})
 }
 
@@ -330,11 +332,12 @@ func (t *Trail) prepare(rec *Record) error {
 }
 
 // enqueue hands prepared records to the writer, in order, and waits
-// until all are durable (or for the first error), bounded by
-// Config.AppendTimeout.
+// until all are durable (or for the first error) or ctx ends: then the
+// records stay queued and may still be written.
 func (t *Trail) enqueue(ctx context.Context, recs []Record) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.cfg.AppendTimeout)
-	defer cancel()
+	if ctx.Err() != nil { // nothing queued
+		return t.waitErr(ctx)
+	}
 	ps := make([]*pending, len(recs))
 	for i := range recs {
 		ps[i] = &pending{rec: recs[i], done: make(chan error, 1)}
@@ -362,10 +365,19 @@ func (t *Trail) enqueue(ctx context.Context, recs []Record) error {
 				return err
 			}
 		case <-ctx.Done():
-			return fmt.Errorf("%w after %s: %w", ErrAppendTimeout, t.cfg.AppendTimeout, ctx.Err())
+			return t.waitErr(ctx)
 		}
 	}
 	return nil
+}
+
+// waitErr is the error of an append whose ctx ended: ErrAppendTimeout
+// for a deadline (Append's AppendTimeout), else ctx's error.
+func (t *Trail) waitErr(ctx context.Context) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w after %s: %w", ErrAppendTimeout, t.cfg.AppendTimeout, ctx.Err())
+	}
+	return fmt.Errorf("audit: waiting for the append: %w", ctx.Err())
 }
 
 // Stage prepares rec as Append would (time, event id, validation) and
@@ -386,8 +398,12 @@ func (t *Trail) Stage(rec Record) ([]byte, error) {
 
 // AppendStaged appends records returned by Stage, in order, and returns
 // once all are durable in the chain (one fsync for the lot when they fit
-// one batch). A record that does not decode or validate is an error and
-// nothing is appended. errors: ErrInvalidRecord, as Append.
+// one batch). Unlike Append it waits as long as ctx allows, without
+// Config.AppendTimeout: records given up on may still be written, so a
+// caller must not append them again (the service's mover stops at the
+// first error until restart). A record that does not decode or validate
+// is an error and nothing is appended. errors: ErrInvalidRecord,
+// ErrClosed, the trail's sticky failure, ctx's error.
 func (t *Trail) AppendStaged(ctx context.Context, staged [][]byte) error {
 	recs := make([]Record, len(staged))
 	for i, b := range staged {

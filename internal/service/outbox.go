@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -21,7 +22,10 @@ import (
 // the delete (which commits unsynced, made durable by the next group
 // commit), the last records moved appear again, with the same event_id.
 // Records left by a crash are moved at the next start, before the
-// listeners open.
+// listeners open. A failed append (the trail failed, or a record does not
+// decode or validate) stops the mover until restart, so that records
+// that may still be written are never queued twice; Err reports it
+// (/readyz check "audit").
 type auditOutbox struct {
 	db    *store.SQLite
 	trail *audit.Trail
@@ -32,6 +36,7 @@ type auditOutbox struct {
 	every time.Duration
 
 	mu      sync.Mutex // serialises drain
+	err     error      // sticky: the first failed append (under mu)
 	wake    chan struct{}
 	stop    chan struct{}
 	stopped chan struct{}
@@ -63,9 +68,13 @@ func (o *auditOutbox) kick() {
 func (o *auditOutbox) drain(ctx context.Context) (int, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.err != nil {
+		return 0, o.err
+	}
 	n := 0
 	for {
-		recs, err := o.db.StagedAudit(ctx, outboxBatch)
+		// ctx bounds the wait for the trail only.
+		recs, err := o.db.StagedAudit(context.WithoutCancel(ctx), outboxBatch)
 		if err != nil || len(recs) == 0 {
 			return n, err
 		}
@@ -74,7 +83,10 @@ func (o *auditOutbox) drain(ctx context.Context) (int, error) {
 			b[i] = r.Record
 		}
 		if err := o.trail.AppendStaged(ctx, b); err != nil {
-			return n, err
+			// Some may still be written: never queue them again in this
+			// process (the next start moves what is left).
+			o.err = fmt.Errorf("audit: moving staged records stopped until restart: %w", err)
+			return n, o.err
 		}
 		if err := o.db.DeleteStagedAudit(ctx, recs[len(recs)-1].ID); err != nil {
 			return n, err
@@ -112,6 +124,16 @@ func (o *auditOutbox) run() {
 	}
 }
 
+// Err returns the mover's sticky error (nil for a nil outbox).
+func (o *auditOutbox) Err() error {
+	if o == nil {
+		return nil
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.err
+}
+
 // start runs the mover in the background.
 func (o *auditOutbox) start() { go o.run() }
 
@@ -128,7 +150,14 @@ func (o *auditOutbox) close(started bool) error {
 		if started {
 			<-o.stopped
 		}
-		_, err = o.drain(context.Background())
+		// Bounded: a trail that hangs must not hang the shutdown (what is
+		// left stays staged and is moved at the next start).
+		ctx, cancel := context.WithTimeout(context.Background(), closeDrainTimeout)
+		defer cancel()
+		_, err = o.drain(ctx)
 	})
 	return err
 }
+
+// closeDrainTimeout bounds the last move at shutdown.
+const closeDrainTimeout = 30 * time.Second

@@ -2,6 +2,8 @@ package service
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
@@ -29,24 +31,7 @@ func TestStagedAuditRecordsMovedAtStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tx, err := db.BeginTx(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range []string{"staged-1", "staged-2"} {
-		b, err := staging.Stage(audit.Record{Time: time.Date(2026, 12, 1, 6, 0, 0, 0, time.UTC), EventID: id, SubjectID: "CT1", SubjectKind: audit.KindAE,
-			Action: "instance:store", Outcome: audit.OutcomeSuccess, Protocol: audit.ProtocolDIMSE,
-			Resource: audit.Resource{Type: "instance", SOPInstanceUID: "1.2.826.0.1.3680043.8.498.7"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := db.StageAuditTx(ctx, tx, b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
+	stageRecords(t, db, staging, "staged-1", "staged-2")
 	staging.Close()
 	db.Close()
 
@@ -62,5 +47,79 @@ func TestStagedAuditRecordsMovedAtStart(t *testing.T) {
 	}
 	if len(ids) != 2 || ids[0] != "staged-1" || ids[1] != "staged-2" {
 		t.Fatalf("instance:store records in the trail: %v, want staged-1, staged-2", ids)
+	}
+}
+
+// A move that gives up (its records may be queued in the trail and still
+// written) stops the mover until restart: later drains append nothing
+// again, so no record can reach the chain twice; Err (the /readyz
+// "audit" check) says why, and the records stay staged for the next
+// start.
+func TestOutboxNeverQueuesRecordsTwice(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := store.OpenSQLite(ctx, filepath.Join(dir, "radflow.db"), store.SQLiteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	trailDir := t.TempDir()
+	tr, err := audit.Open(audit.Config{Dir: trailDir, Key: make([]byte, audit.KeySize), NoStartRecord: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stageRecords(t, db, tr, "ev-1", "ev-2", "ev-3")
+	if err := tr.Append(ctx, audit.Record{EventID: "direct", SubjectID: "radflow", SubjectKind: audit.KindSystem, Action: "audit:started",
+		Outcome: audit.OutcomeSuccess, Protocol: audit.ProtocolInternal, Resource: audit.Resource{Type: "system"}}); err != nil {
+		t.Fatal(err)
+	}
+	o := newAuditOutbox(db, tr, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := o.drain(gone); err == nil {
+		t.Fatal("drain with an ended context succeeded")
+	}
+	for range 3 {
+		if _, err := o.drain(ctx); err == nil || o.Err() == nil {
+			t.Fatalf("drain after a failed move: %v, Err %v", err, o.Err())
+		}
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	if _, err := audit.Scan(trailDir, make([]byte, audit.KeySize), func(r audit.Record) error { seen[r.EventID]++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 1 || seen["direct"] != 1 {
+		t.Errorf("records in the chain: %v, want only the direct one (nothing moved after the failed move)", seen)
+	}
+	if rs, _ := db.StagedAudit(ctx, 10); len(rs) != 3 {
+		t.Errorf("%d records still staged, want 3 (moved again at the next start)", len(rs))
+	}
+}
+
+// stageRecords stages one instance:store record per event id in one
+// transaction, as ingest does with instance rows.
+func stageRecords(t *testing.T, db *store.SQLite, tr *audit.Trail, ids ...string) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := db.BeginTx(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		b, err := tr.Stage(audit.Record{Time: time.Date(2026, 12, 1, 6, 0, 0, 0, time.UTC), EventID: id, SubjectID: "CT1", SubjectKind: audit.KindAE,
+			Action: "instance:store", Outcome: audit.OutcomeSuccess, Protocol: audit.ProtocolDIMSE,
+			Resource: audit.Resource{Type: "instance", SOPInstanceUID: "1.2.826.0.1.3680043.8.498.7"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.StageAuditTx(ctx, tx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
 	}
 }

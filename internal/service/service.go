@@ -496,7 +496,10 @@ func (s *Service) readyChecks() map[string]api.Check {
 			if s.trail == nil {
 				return nil
 			}
-			return s.trail.Err()
+			if err := s.trail.Err(); err != nil {
+				return err
+			}
+			return s.outbox.Err()
 		},
 		"ingest": func(context.Context) error { return s.ingest.Err() },
 	}
