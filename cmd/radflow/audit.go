@@ -17,7 +17,7 @@ import (
 
 const auditUsage = `Usage:
   radflow audit verify [--data DIR] [--trail main|admin|worker] [--audit-key-file FILE] [--expect-seq N] [--expect-hash H]
-  radflow audit export --format fhir|dicom [--since TIME] [--data DIR] [--trail main|admin|worker] [--audit-key-file FILE]
+  radflow audit export --format fhir|dicom [--since TIME] [--after-seq N] [--data DIR] [--trail main|admin|worker] [--audit-key-file FILE]
 
 verify checks the whole audit trail in DIR/audit (every HMAC, seq without
 gaps or reordering, links between segment files) and prints
@@ -39,9 +39,15 @@ trail (then the anchor applies to it).
 
 export writes the records (verifying as it goes) to stdout: --format fhir
 one FHIR R4 AuditEvent JSON per line (NDJSON), --format dicom one DICOM
-PS3.15 A.5 audit message XML per line. --since keeps records at or after
-TIME (RFC 3339, or a date YYYY-MM-DD in UTC). Exit status 1 if the trail
-fails verification (records before the problem have been written).
+PS3.15 A.5 audit message XML per line. --since keeps records whose event
+time is at or after TIME (RFC 3339, or a date YYYY-MM-DD in UTC);
+--after-seq keeps records after seq N. stderr gets the count and the last
+seq of the trail: pass it as --after-seq to the next incremental export
+(records of stored instances join the trail moments after their event,
+after records of later events, so --since alone can miss them; records
+still staged in the database are not in the trail yet). Exit status 1 if
+the trail fails verification (records before the problem have been
+written).
 
 The HMAC key is read from --audit-key-file (default DIR/keys/audit-hmac.key);
 it is never created here.

@@ -16,8 +16,10 @@
 // associations; instances/s up by a few per cent (200 µs did as well over
 // four associations and less over one; 1 ms was slower).
 //
-// RADFLOW_TIMER_SLACK_NS overrides the value (nanoseconds); 0 keeps the
-// kernel's default (50 µs, or what the parent process set). Elsewhere than
+// RADFLOW_TIMER_SLACK_NS overrides the value: decimal nanoseconds from 0
+// to MaxSlack (10 ms; a much larger slack stalls the Go runtime, whose
+// short sleeps it stretches); 0 keeps the kernel's default (50 µs, or what
+// the parent process set). Elsewhere than
 // Linux with cgo it does nothing.
 package timerslack
 
@@ -26,10 +28,15 @@ import "errors"
 // EnvVar names the environment variable that overrides the slack.
 const EnvVar = "RADFLOW_TIMER_SLACK_NS"
 
+// MaxSlack is the largest slack EnvVar may set, in nanoseconds (10 ms;
+// RADFLOW_MAX_SLACK_NS in the constructor).
+const MaxSlack = 10_000_000
+
 // ErrInvalid: EnvVar is set to something other than a decimal number.
 var ErrInvalid = errors.New("timerslack: invalid value")
 
 // Applied returns the slack in nanoseconds set at load, or 0 when none was
 // set (EnvVar is 0, or not Linux with cgo). errors: ErrInvalid (EnvVar is
-// not a number; nothing was set), or the prctl failure.
+// not decimal digits only, or above MaxSlack; nothing was set), or the
+// prctl failure.
 func Applied() (uint64, error) { return applied() }

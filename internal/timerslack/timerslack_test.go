@@ -65,7 +65,14 @@ func TestAppliedToEveryThread(t *testing.T) {
 		{"", "500000", "500000", "nil"},
 		{"1000000", "1000000", "1000000", "nil"},
 		{"0", "0", "300000", "nil"},
-		{"2ms", "0", "300000", "timerslack: invalid value: RADFLOW_TIMER_SLACK_NS is not a number of nanoseconds"},
+		{"2ms", "0", "300000", "timerslack: invalid value: RADFLOW_TIMER_SLACK_NS is not a number of nanoseconds from 0 to 10000000"},
+		{"-5", "0", "300000", "timerslack: invalid value: RADFLOW_TIMER_SLACK_NS is not a number of nanoseconds from 0 to 10000000"},
+		{" 500", "0", "300000", "timerslack: invalid value: RADFLOW_TIMER_SLACK_NS is not a number of nanoseconds from 0 to 10000000"},
+		{"0x10", "0", "300000", "timerslack: invalid value: RADFLOW_TIMER_SLACK_NS is not a number of nanoseconds from 0 to 10000000"},
+		{"10000001", "0", "300000", "timerslack: invalid value: RADFLOW_TIMER_SLACK_NS is not a number of nanoseconds from 0 to 10000000"},
+		{"18446744073709551616", "0", "300000", "timerslack: invalid value: RADFLOW_TIMER_SLACK_NS is not a number of nanoseconds from 0 to 10000000"},
+		{"99999999999999999999999", "0", "300000", "timerslack: invalid value: RADFLOW_TIMER_SLACK_NS is not a number of nanoseconds from 0 to 10000000"},
+		{"10000000", "10000000", "10000000", "nil"},
 	} {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestChild$", "-test.v")
 		cmd.Env = append(os.Environ(), "TIMERSLACK_CHILD=1", EnvVar+"="+tc.env)
