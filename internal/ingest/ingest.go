@@ -375,7 +375,7 @@ func (g *Ingester) IngestUnsynced(ctx context.Context, r io.Reader, info SourceI
 	now := time.Now().UTC()
 	in.BlobKey = store.InstanceBlobKey(in.SOPInstanceUID, now)
 	var bi store.BlobInfo
-	p := &pending{done: make(chan struct{}), settled: make(chan struct{}), audit: info.AuditRecord}
+	p := &pending{done: make(chan struct{}), settled: make(chan struct{})}
 	deferDirSync := false
 	switch bs := g.cfg.Blobs.(type) {
 	case asyncPutter:
@@ -408,7 +408,7 @@ func (g *Ingester) IngestUnsynced(ctx context.Context, r io.Reader, info SourceI
 	in.ReceivedAt = now
 	p.dirSync = deferDirSync
 	locked = false // submit unlocks
-	return g.submit(in, out, p, unlock)
+	return g.submit(in, out, p, unlock, info.AuditRecord)
 }
 
 // prepare parses b and checks it against what its request announced.
@@ -439,8 +439,9 @@ func (g *Ingester) prepare(b []byte, info SourceInfo) (*store.Instance, Outcome,
 // nil, closes once it is durable; its error in p.blobErr), hands it to the
 // group-commit writer and waits until its outcome is decided, as
 // IngestUnsynced returns. unlock releases the instance's UID lock: at
-// once on failure, or when durable returns.
-func (g *Ingester) submit(in *store.Instance, out Outcome, p *pending, unlock func()) (Outcome, func() error, error) {
+// once on failure, or when durable returns. record, when not nil, is
+// SourceInfo.AuditRecord: its record is staged with the row.
+func (g *Ingester) submit(in *store.Instance, out Outcome, p *pending, unlock func(), record func(*store.Instance) ([]byte, error)) (Outcome, func() error, error) {
 	locked := true
 	defer func() {
 		if locked {
@@ -459,8 +460,8 @@ func (g *Ingester) submit(in *store.Instance, out Outcome, p *pending, unlock fu
 	}
 
 	p.in, p.jobs = in, jobs
-	if _, ok := g.cfg.Metadata.(auditStager); ok && p.audit != nil {
-		rec, err := p.audit(in)
+	if _, ok := g.cfg.Metadata.(auditStager); ok && record != nil {
+		rec, err := record(in)
 		if err != nil {
 			p.waitBlob()
 			g.deleteBlob(in.BlobKey)

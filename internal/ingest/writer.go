@@ -35,10 +35,9 @@ type pending struct {
 	jobsNew   int
 	err       error
 
-	// audit, when not nil, returns the instance's audit record
-	// (SourceInfo.AuditRecord); submit calls it into auditRec, which is
-	// staged with the row; staged: it was (set with created).
-	audit    func(in *store.Instance) ([]byte, error)
+	// auditRec, when not nil, is the instance's audit record
+	// (SourceInfo.AuditRecord), staged with its row; staged: it was (set
+	// with created).
 	auditRec []byte
 	staged   bool
 }

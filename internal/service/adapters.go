@@ -149,14 +149,7 @@ func (h dimseHandler) Store(ctx context.Context, req *dimse.StoreRequest) (uint1
 		return h.guard.RecordStore(ctx, grant, req, access.StoreOutcome{StudyInstanceUID: out.StudyInstanceUID,
 			SeriesInstanceUID: out.SeriesInstanceUID, Status: status, Err: err})
 	}
-	var derr, aerr error
-	if err == nil && out.AuditStaged {
-		// The success record was committed with the row: durable with it.
-		derr = durable()
-		h.s.outbox.kick()
-	} else {
-		derr, aerr = whileDurable(durable, func() error { return record(status, err) })
-	}
+	derr, aerr := h.s.durableRecorded(out, err, durable, func() error { return record(status, err) })
 	if derr != nil && aerr == nil {
 		// Recorded as stored, but the commit did not become durable:
 		// record the failure that is answered instead.
@@ -240,7 +233,7 @@ func (h dimseHandler) store(ctx context.Context, req *dimse.StoreRequest, early 
 // service has an audit trail.
 func (h dimseHandler) source(req *dimse.StoreRequest, grant access.StoreGrant) ingest.SourceInfo {
 	src := dimseSource(req)
-	if h.s.trail != nil && h.s.outbox != nil {
+	if h.s.outbox != nil { // set with the trail
 		src.AuditRecord = func(in *store.Instance) ([]byte, error) {
 			return h.s.trail.Stage(h.guard.StoreRecord(grant, req, access.StoreOutcome{
 				StudyInstanceUID: in.StudyInstanceUID, SeriesInstanceUID: in.SeriesInstanceUID}))
@@ -313,14 +306,7 @@ func (a stowIngester) Ingest(ctx context.Context, r io.Reader, src dicomweb.Sour
 		SeriesInstanceUID: out.SeriesInstanceUID,
 	}
 	if recorded {
-		var derr, aerr error
-		if err == nil && out.AuditStaged {
-			// The success record was committed with the row: durable with it.
-			derr = durable()
-			a.s.outbox.kick()
-		} else {
-			derr, aerr = whileDurable(durable, func() error { return a.s.recordSTOW(ctx, p, src, out, err) })
-		}
+		derr, aerr := a.s.durableRecorded(out, err, durable, func() error { return a.s.recordSTOW(ctx, p, src, out, err) })
 		if derr != nil && aerr == nil {
 			// Recorded as stored, but not durable: record the failure.
 			err = derr
@@ -365,6 +351,19 @@ func whileDurable(durable func() error, record func() error) (derr, rerr error) 
 	go func() { ch <- durable() }()
 	rerr = record()
 	return <-ch, rerr
+}
+
+// durableRecorded waits for an ingest's durability and its audit record:
+// when the success record was staged with the row (out.AuditStaged) the
+// commit's durability is the record's too, and the outbox's mover is told;
+// otherwise record appends it while durable waits (whileDurable).
+func (s *Service) durableRecorded(out ingest.Outcome, err error, durable func() error, record func() error) (derr, rerr error) {
+	if err == nil && out.AuditStaged {
+		derr = durable()
+		s.outbox.kick()
+		return derr, nil
+	}
+	return whileDurable(durable, record)
 }
 
 // recordSTOW appends the audit record of one STOW-RS instance.

@@ -137,19 +137,17 @@ func (o *auditOutbox) Err() error {
 // start runs the mover in the background.
 func (o *auditOutbox) start() { go o.run() }
 
-// close stops the mover and moves what is left (nothing is staged once
-// the ingester is closed). It may be called more than once; a nil outbox
-// does nothing.
-func (o *auditOutbox) close(started bool) error {
+// close stops the mover (started by start) and moves what is left
+// (nothing is staged once the ingester is closed). It may be called more
+// than once; a nil outbox does nothing.
+func (o *auditOutbox) close() error {
 	if o == nil {
 		return nil
 	}
 	var err error
 	o.once.Do(func() {
 		close(o.stop)
-		if started {
-			<-o.stopped
-		}
+		<-o.stopped
 		// Bounded: a trail that hangs must not hang the shutdown (what is
 		// left stays staged and is moved at the next start).
 		ctx, cancel := context.WithTimeout(context.Background(), closeDrainTimeout)

@@ -691,7 +691,7 @@ func (s *Service) closeParts() error {
 		errs = append(errs, s.ingest.Close())
 	}
 	// Nothing is staged once the ingester is closed: move the rest.
-	errs = append(errs, s.outbox.close(true))
+	errs = append(errs, s.outbox.close())
 	if s.runner != nil {
 		errs = append(errs, s.runner.Close())
 	}
