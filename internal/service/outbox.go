@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/radflow/radflow/internal/audit"
@@ -22,8 +23,9 @@ import (
 // the delete (which commits unsynced, made durable by the next group
 // commit), the last records moved appear again, with the same event_id.
 // Records left by a crash are moved at the next start, before the
-// listeners open. A failed append (the trail failed, or a record does not
-// decode or validate) stops the mover until restart, so that records
+// listeners open. A failed move (the trail failed, a record does not
+// decode or validate, or the delete after the append failed) stops the
+// mover until restart, so that records
 // that may still be written are never queued twice; Err reports it
 // (/readyz check "audit").
 type auditOutbox struct {
@@ -35,8 +37,8 @@ type auditOutbox struct {
 	// meanwhile share one append (one fsync).
 	every time.Duration
 
-	mu      sync.Mutex // serialises drain
-	err     error      // sticky: the first failed append (under mu)
+	mu      sync.Mutex            // serialises drain
+	err     atomic.Pointer[error] // sticky: the first failed move
 	wake    chan struct{}
 	stop    chan struct{}
 	stopped chan struct{}
@@ -68,8 +70,13 @@ func (o *auditOutbox) kick() {
 func (o *auditOutbox) drain(ctx context.Context) (int, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.err != nil {
-		return 0, o.err
+	if err := o.err.Load(); err != nil {
+		return 0, *err
+	}
+	stop := func(err error) error {
+		err = fmt.Errorf("audit: moving staged records stopped until restart: %w", err)
+		o.err.Store(&err)
+		return err
 	}
 	n := 0
 	for {
@@ -85,11 +92,12 @@ func (o *auditOutbox) drain(ctx context.Context) (int, error) {
 		if err := o.trail.AppendStaged(ctx, b); err != nil {
 			// Some may still be written: never queue them again in this
 			// process (the next start moves what is left).
-			o.err = fmt.Errorf("audit: moving staged records stopped until restart: %w", err)
-			return n, o.err
+			return n, stop(err)
 		}
-		if err := o.db.DeleteStagedAudit(ctx, recs[len(recs)-1].ID); err != nil {
-			return n, err
+		if err := o.db.DeleteStagedAudit(context.WithoutCancel(ctx), recs[len(recs)-1].ID); err != nil {
+			// They are in the trail: reading them again would append
+			// them again.
+			return n, stop(err)
 		}
 		n += len(recs)
 		if len(recs) < outboxBatch {
@@ -124,14 +132,16 @@ func (o *auditOutbox) run() {
 	}
 }
 
-// Err returns the mover's sticky error (nil for a nil outbox).
+// Err returns the mover's sticky error (nil for a nil outbox). It does
+// not wait for a move in progress (/readyz asks while the trail may hang).
 func (o *auditOutbox) Err() error {
 	if o == nil {
 		return nil
 	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.err
+	if err := o.err.Load(); err != nil {
+		return *err
+	}
+	return nil
 }
 
 // start runs the mover in the background.

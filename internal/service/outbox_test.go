@@ -123,3 +123,21 @@ func stageRecords(t *testing.T, db *store.SQLite, tr *audit.Trail, ids ...string
 		t.Fatal(err)
 	}
 }
+
+// Err (the /readyz "audit" check) answers while a move holds the mover,
+// which may wait as long as the trail hangs.
+func TestOutboxErrDoesNotWaitForAMove(t *testing.T) {
+	o := newAuditOutbox(nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	o.mu.Lock() // a move in progress
+	defer o.mu.Unlock()
+	done := make(chan error, 1)
+	go func() { done <- o.Err() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Err = %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Err waited for the move in progress")
+	}
+}
