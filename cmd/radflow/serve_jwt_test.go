@@ -8,6 +8,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -200,6 +201,7 @@ func jwtStudyUIDs(t *testing.T, s *service.Service, jwt string) []string {
 // jwtTrail returns every record of the audit trail in data (verified).
 func jwtTrail(t *testing.T, data string) []audit.Record {
 	t.Helper()
+	waitOutboxEmpty(t, data)
 	dir, keyFile := audit.Paths(data)
 	key, err := audit.LoadKey(keyFile)
 	if err != nil {
@@ -210,6 +212,30 @@ func jwtTrail(t *testing.T, data string) []audit.Record {
 		t.Fatalf("audit trail does not verify: %v", err)
 	}
 	return out
+}
+
+// waitOutboxEmpty waits until the records of stored instances, staged
+// with their rows, have been moved into the trail (the mover runs within
+// about 50 ms of each store).
+func waitOutboxEmpty(t *testing.T, data string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(data, "radflow.db")+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var n int
+		if err := db.QueryRow(`SELECT count(*) FROM audit_outbox`).Scan(&n); err != nil {
+			t.Fatalf("audit outbox: %v", err)
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d audit records still staged after 15 s", n)
+		}
+	}
 }
 
 // jwtLastRec returns the last record of the trail in data matching f.
