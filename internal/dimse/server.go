@@ -147,9 +147,12 @@ type StoreStarter interface {
 // DataSetTap gets a C-STORE data set's bytes as they are received
 // (StoreStarter).
 type DataSetTap interface {
-	// Data gets the next bytes of the data set, in order. p is valid only
-	// during the call. It is not called any more once the data set is
-	// moved to a temp file (StoreRequest.DataSetPath is then set).
+	// Data gets the next bytes of the data set, in order. p stays valid
+	// and unchanged until Store has returned for the request or Close
+	// has been called: it is part of the memory that holds the data set
+	// (StoreRequest.DataSet), which is not reused before. It is not
+	// called any more once the data set is moved to a temp file
+	// (StoreRequest.DataSetPath is then set).
 	Data(p []byte)
 	// Close releases the tap when Store will not be called for it.
 	Close()
@@ -886,11 +889,19 @@ func (s *spool) spill() error {
 		return err
 	}
 	s.f = f
+	tapped := s.tap != nil
 	s.tap = nil // the handler falls back to DataSetPath
 	if d := s.data(); len(d) > 0 {
 		if _, err := f.Write(d); err != nil {
 			return err
 		}
+	}
+	if tapped {
+		// The tap may still read the bytes it was given (DataSetTap.Data)
+		// until Store or Close: the buffer is left to the garbage collector
+		// rather than reused.
+		s.buf = nil
+		return nil
 	}
 	s.recycle()
 	return nil

@@ -22,9 +22,14 @@ type tapChecker struct {
 type recTap struct {
 	mu     *sync.Mutex // the tapChecker's
 	got    []byte
+	kept   [][]byte // the slices Data got, not copied: they must not change before Store or Close
 	closed int
 	stored int
 }
+
+// unchanged reports whether the slices Data got still hold what they held
+// then (DataSetTap: until Store returns or Close).
+func (t *recTap) unchanged() bool { return bytes.Equal(bytes.Join(t.kept, nil), t.got) }
 
 func (c *tapChecker) StartStore(ctx context.Context, req *StoreRequest) DataSetTap {
 	if req.DataSet != nil || req.DataSetPath != "" || req.DataSetSize != 0 {
@@ -40,12 +45,16 @@ func (c *tapChecker) StartStore(ctx context.Context, req *StoreRequest) DataSetT
 func (t *recTap) Data(p []byte) {
 	t.mu.Lock()
 	t.got = append(t.got, p...)
+	t.kept = append(t.kept, p)
 	t.mu.Unlock()
 }
 
 func (t *recTap) Close() {
 	t.mu.Lock()
 	t.closed++
+	if !t.unchanged() {
+		t.closed += 1000 // the test's check of closed fails
+	}
 	t.mu.Unlock()
 }
 
@@ -59,6 +68,9 @@ func (c *tapChecker) Store(ctx context.Context, req *StoreRequest) (uint16, erro
 	}
 	c.mu.Lock()
 	tap.stored++
+	if !tap.unchanged() {
+		c.t.Errorf("%s: bytes given to the tap changed before Store", req.SOPInstanceUID)
+	}
 	c.mu.Unlock()
 	v, _ := c.want.Load(req.SOPInstanceUID)
 	want, _ := v.([]byte)
@@ -110,6 +122,37 @@ func TestStoreStarterTapGetsTheDataSet(t *testing.T) {
 		}
 	}
 	assertEmptyDir(t, tmp)
+}
+
+// A spool that spills to its temp file after its tap got bytes does not
+// give its buffer back for reuse: the tap may read them until Store or
+// Close (DataSetTap.Data).
+func TestSpoolSpillKeepsTappedBytes(t *testing.T) {
+	tap := &recTap{mu: &sync.Mutex{}}
+	sp := &spool{dir: t.TempDir(), limit: 100, tap: tap}
+	defer sp.release()
+	first := pattern(3, 80)
+	if _, err := sp.Write(first); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sp.Write(pattern(4, 50)); err != nil { // spills
+		t.Fatal(err)
+	}
+	if sp.f == nil || sp.tap != nil {
+		t.Fatalf("spool did not spill (file %v, tap %v)", sp.f, sp.tap)
+	}
+	// Whatever the pool hands out next must not be the tapped memory.
+	for range 4 {
+		if b, ok := spoolBufs.Get().(*[]byte); ok {
+			buf := (*b)[:cap(*b)]
+			for i := range buf {
+				buf[i] = 0xFF
+			}
+		}
+	}
+	if !tap.unchanged() || !bytes.Equal(tap.got, first) {
+		t.Errorf("tapped bytes changed after the spill: %x, want %x", bytes.Join(tap.kept, nil), first)
+	}
 }
 
 // When the association breaks mid data set (closed or aborted), the tap is

@@ -82,6 +82,16 @@ func (e *Early) Write(p []byte) (int, error) {
 	return e.w.Write(p)
 }
 
+// WriteRetained is Write for bytes the caller keeps unchanged until
+// IngestEarly or Abort has returned: they are hashed in place, not copied
+// (store.BlobWriter.WriteRetained).
+func (e *Early) WriteRetained(p []byte) (int, error) {
+	if e.ended {
+		return 0, ErrClosed
+	}
+	return e.w.WriteRetained(p)
+}
+
 // Abort gives up the early store: the blob is removed. It may be called
 // more than once, and after IngestEarly (then it does nothing).
 func (e *Early) Abort() {

@@ -85,9 +85,11 @@ type startedStore struct {
 	early  *ingest.Early // nil: ingest the usual way
 }
 
+// Data passes p on without a copy for the hash: package dimse keeps it
+// unchanged until Store returns or Close is called (DataSetTap).
 func (t *startedStore) Data(p []byte) {
 	if t.early != nil {
-		_, _ = t.early.Write(p) // sticky: IngestEarly reports it
+		_, _ = t.early.WriteRetained(p) // sticky: IngestEarly reports it
 	}
 }
 

@@ -17,7 +17,8 @@ import (
 // A blob written piece by piece as it arrives (BlobWriter) has exactly its
 // bytes, whatever the sizes of the pieces and of the whole (around the
 // alignment and the 64 KiB block, a 0.5 MB CT slice, and sizes written
-// 1 MiB at a time while they arrive), with a
+// 1 MiB at a time while they arrive), written with Write (copied for the
+// hash), WriteRetained (hashed in place) or both in turn, with a
 // streaming codec and none, on a file system that takes O_DIRECT and on
 // tmpfs, which refuses it; Close reports the plain size and SHA-256.
 func TestBlobWriterSizes(t *testing.T) {
@@ -30,7 +31,8 @@ func TestBlobWriterSizes(t *testing.T) {
 			}
 			for i, n := range []int{0, 1, 4095, 4097, blobBlockSize - 1, blobBlockSize, blobBlockSize + 1, 530946,
 				writeBatch * blobBlockSize, 3*writeBatch*blobBlockSize + 17} { // written while arriving, then by Close
-				for _, piece := range []int{1000, 16372, 65536, 1 << 20} {
+				for pi, piece := range []int{1000, 16372, 65536, 1 << 20} {
+					mode := (i + pi) % 3 // 0 Write, 1 WriteRetained, 2 both in turn
 					if n > 5000 && piece == 1000 {
 						continue
 					}
@@ -43,9 +45,13 @@ func TestBlobWriterSizes(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					for rest := data; len(rest) > 0; {
+					for j, rest := 0, data; len(rest) > 0; j++ {
 						k := min(piece, len(rest))
-						if _, err := w.Write(rest[:k]); err != nil {
+						write := w.Write
+						if mode == 1 || mode == 2 && j%2 == 1 {
+							write = w.WriteRetained
+						}
+						if _, err := write(rest[:k]); err != nil {
 							t.Fatal(err)
 						}
 						rest = rest[k:]
@@ -59,7 +65,7 @@ func TestBlobWriterSizes(t *testing.T) {
 					}
 					sum := sha256.Sum256(data)
 					if info.Size != int64(n) || info.SHA256 != hex.EncodeToString(sum[:]) || info.Key != key {
-						t.Fatalf("n=%d piece=%d: info %+v", n, piece, info)
+						t.Fatalf("n=%d piece=%d mode %d: info %+v", n, piece, mode, info)
 					}
 					fi, err := os.Stat(filepath.Join(b.Root(), filepath.FromSlash(key)))
 					if err != nil || fi.Size() != int64(n) { // xorCodec keeps the length
