@@ -164,6 +164,9 @@ var (
 
 	_ durablePutter = (*store.FS)(nil)
 	_ asyncPutter   = (*store.FS)(nil)
+	_ syncCoverer   = (*store.FS)(nil)
+	_ unflushedMeta = (*store.SQLite)(nil)
+	_ jobRemover    = (*queue.Queue)(nil)
 )
 
 // Config configures New. Metadata, Blobs and Jobs are required.
@@ -184,6 +187,13 @@ type Config struct {
 	// allocation grows with the bytes actually received, never from a
 	// declared length).
 	MaxInstanceSize int64
+
+	// CoverBlobSyncs lets the metadata log's fdatasync make fresh blobs
+	// durable instead of their own, where the stores allow it
+	// (store.FS.CoverSyncs), and checks at New the blobs a power loss may
+	// have cost (see unflushed.go). For the one process that ingests
+	// (radflow serve), not for worker processes sharing its database.
+	CoverBlobSyncs bool
 
 	// MaxBatch: most instances committed in one transaction (default 128).
 	MaxBatch int
@@ -220,6 +230,15 @@ type Ingester struct {
 	// SQLite recovers its log. Set by the syncer.
 	walErr atomic.Pointer[error]
 
+	// covered: fresh blobs are made durable by the log's fdatasync
+	// (coverBlobSyncs); batch numbers the writer's transactions, flushed
+	// is the last batch whose log fdatasync returned (set by the syncer),
+	// cleared the last one deleted from blob_unflushed (writer only).
+	covered        bool
+	batch, cleared int64
+	flushed        atomic.Int64
+	recovered      []store.RemovedInstance
+
 	// test hooks
 	uidHook    func(in *store.Instance) // rewrites UIDs after parsing (benchmark)
 	commitHook func() error             // runs before COMMIT; an error aborts it
@@ -243,8 +262,13 @@ func New(cfg Config) (*Ingester, error) {
 		cfg.Logger = slog.Default()
 	}
 	g := &Ingester{cfg: cfg, log: cfg.Logger, reqs: make(chan *pending, cfg.MaxBatch), done: make(chan struct{})}
-	g.depth.ttl = 250 * time.Millisecond
-	g.free.ttl = time.Second
+	// Instances whose blobs the previous run left unflushed are checked
+	// before anything new is ingested; then the blobs' own fdatasyncs go
+	// where the log's covers them (see unflushed.go).
+	if err := g.recoverUnflushed(); err != nil {
+		return nil, err
+	}
+	g.coverBlobSyncs()
 	go g.writer()
 	return g, nil
 }

@@ -35,6 +35,10 @@ type pending struct {
 	jobsNew   int
 	err       error
 
+	// batch is the number of the writer's batch that committed it
+	// (blob_unflushed, see unflushed.go).
+	batch int64
+
 	// auditRec, when not nil, is the instance's audit record
 	// (SourceInfo.AuditRecord), staged with its row; staged: it was (set
 	// with created).
@@ -121,6 +125,13 @@ func (g *Ingester) syncer(ws walSyncer, q <-chan []*pending, stopped chan<- stru
 			}
 		}
 		err := g.syncWAL(ws)
+		if err == nil && g.covered {
+			var last int64
+			for _, p := range group {
+				last = max(last, p.batch)
+			}
+			g.flushed.Store(max(g.flushed.Load(), last)) // the syncer alone stores
+		}
 		for _, p := range group {
 			if err != nil {
 				p.err = err // created and jobsNew were already reported (IngestUnsynced)
@@ -186,6 +197,10 @@ func (g *Ingester) commit(batch []*pending, ws walSyncer, syncq chan<- []*pendin
 			syncq <- toSync
 		}
 	}()
+	g.batch++
+	for _, p := range batch {
+		p.batch = g.batch
+	}
 	isolate := false
 	for live := batch; len(live) > 0; {
 		if !g.commitTx(ctx, live, isolate, ws) {
@@ -247,6 +262,24 @@ func (g *Ingester) commitTx(ctx context.Context, batch []*pending, isolate bool,
 		return tx, err
 	}
 	defer func() { release() }()
+	// The batches whose log fdatasync has returned leave blob_unflushed
+	// with this transaction.
+	clear := g.flushed.Load()
+	begin = func(begin func() (*sql.Tx, error)) func() (*sql.Tx, error) {
+		return func() (*sql.Tx, error) {
+			tx, err := begin()
+			if err != nil || !g.covered || clear <= g.cleared {
+				return tx, err
+			}
+			if err := g.cfg.Metadata.(unflushedMeta).ClearUnflushedTx(ctx, tx, clear); err != nil {
+				_ = tx.Rollback()
+				release()
+				release = func() {}
+				return nil, err
+			}
+			return tx, nil
+		}
+	}(begin)
 	tx, err := begin()
 	if err != nil {
 		fail(fmt.Errorf("ingest: begin: %w", err))
@@ -297,6 +330,9 @@ func (g *Ingester) commitTx(ctx context.Context, batch []*pending, isolate bool,
 	if err := tx.Commit(); err != nil {
 		fail(fmt.Errorf("ingest: commit: %w", err))
 		return false
+	}
+	if g.covered {
+		g.cleared = max(g.cleared, clear)
 	}
 	for _, p := range batch {
 		p.committed = p.err == nil && p.created
@@ -392,6 +428,11 @@ func (g *Ingester) applyRows(ctx context.Context, tx *sql.Tx, p *pending) (creat
 			return false, err
 		}
 		p.staged = true
+	}
+	if g.covered {
+		if err := g.cfg.Metadata.(unflushedMeta).MarkUnflushedTx(ctx, tx, p.batch, p.in.SOPInstanceUID); err != nil {
+			return false, err
+		}
 	}
 	return true, nil
 }

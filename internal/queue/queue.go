@@ -318,6 +318,24 @@ func (q *Queue) EnqueueTx(ctx context.Context, tx *sql.Tx, jobs []JobArgs) (int,
 	return n, nil
 }
 
+// DeleteInstanceJobsTx deletes, in tx, every inference job of the given
+// SOP Instance UIDs, whatever its state, and returns how many it deleted:
+// for instances removed because they were never acknowledged (package
+// ingest, after a power loss; the sender's retry enqueues them again).
+// errors: the driver's.
+func (q *Queue) DeleteInstanceJobsTx(ctx context.Context, tx *sql.Tx, uids []string) (int, error) {
+	n := 0
+	for _, uid := range uids {
+		res, err := tx.ExecContext(ctx, `DELETE FROM river_job WHERE kind = ? AND json_extract(args, '$.sop_instance_uid') = ?`, Kind, uid)
+		if err != nil {
+			return n, fmt.Errorf("queue: deleting jobs: %w", err)
+		}
+		k, _ := res.RowsAffected()
+		n += int(k)
+	}
+	return n, nil
+}
+
 // Depth returns the number of jobs available or running: the backlog used
 // for backpressure and metrics.
 func (q *Queue) Depth(ctx context.Context) (int, error) {

@@ -383,3 +383,57 @@ func TestStartRescuesJobsOfDeadProcesses(t *testing.T) {
 		t.Errorf("second RescueOrphans: %d, %v; want 0", n, err)
 	}
 }
+
+// Removing an instance that was never acknowledged (package ingest after
+// a power loss) takes its jobs, its results and its Structured Report
+// with it and leaves the other instances alone; the sender's retry then
+// stores and enqueues it again.
+func TestDeleteInstanceJobsWithTheInstance(t *testing.T) {
+	s := openStore(t)
+	ctx := context.Background()
+	q, err := New(ctx, s.WriteDB(), Config{ReadDB: s.ReadDB()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := []JobArgs{{SOPInstanceUID: "1.2.3", Model: "chest", Version: "1.0.0"}, {SOPInstanceUID: "1.2.3", Model: "chest", Version: "2.0.0"}}
+	kept := JobArgs{SOPInstanceUID: "1.2.4", Model: "chest", Version: "1.0.0"}
+	addInstance(t, s, q, "1.2.3", lost...)
+	addInstance(t, s, q, "1.2.4", kept)
+	addInstance(t, s, q, "1.2.3.99") // the SR of lost[0]'s result
+	if err := s.CompleteResult(ctx, &store.Result{SOPInstanceUID: "1.2.3", Model: "chest", Version: "1.0.0", Label: "PNEUMONIA",
+		Probabilities: map[string]float64{"PNEUMONIA": 0.9}, SRSOPInstanceUID: "1.2.3.99"}); err != nil {
+		t.Fatal(err)
+	}
+	var removed []store.RemovedInstance
+	var deleted int
+	err = s.InTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if removed, err = s.RemoveInstancesTx(ctx, tx, []string{"1.2.3", "1.9.9"}); err != nil {
+			return err
+		}
+		deleted, err = q.DeleteInstanceJobsTx(ctx, tx, []string{"1.2.3"})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.RemovedInstance{{SOPInstanceUID: "1.2.3", StudyInstanceUID: "9", SeriesInstanceUID: "9.1"},
+		{SOPInstanceUID: "1.2.3.99", StudyInstanceUID: "9", SeriesInstanceUID: "9.1", SRFor: "1.2.3"}}
+	if fmt.Sprint(removed) != fmt.Sprint(want) || deleted != 2 {
+		t.Errorf("removed %+v and %d jobs, want %+v and 2", removed, deleted, want)
+	}
+	for uid, exists := range map[string]bool{"1.2.3": false, "1.2.3.99": false, "1.2.4": true} {
+		if ok, err := s.HasInstance(ctx, uid); err != nil || ok != exists {
+			t.Errorf("instance %s exists %v (%v), want %v", uid, ok, err, exists)
+		}
+	}
+	if n := countJobs(t, s); n != 1 || jobState(t, s, "1.2.4") != "available" {
+		t.Errorf("%d jobs left, want only 1.2.4's", n)
+	}
+	if _, err := s.GetResult(ctx, lost[0].ResultKey()); err == nil {
+		t.Error("the removed instance's result is still there")
+	}
+	if n := addInstance(t, s, q, "1.2.3", lost...); n != 2 {
+		t.Errorf("the retry enqueued %d jobs, want 2", n)
+	}
+}

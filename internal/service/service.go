@@ -315,10 +315,11 @@ func New(ctx context.Context, cfg Config) (_ *Service, err error) {
 	if s.ingest, err = ingest.New(ingest.Config{
 		Metadata: s.db, Blobs: s.blobs, Jobs: s.queue, Router: router(cfg.Models),
 		MaxQueueDepth: cfg.MaxQueueDepth, MinFreeBytes: cfg.MinFreeDisk, MaxInstanceSize: cfg.MaxUpload,
-		Logger: s.log,
+		Logger: s.log, CoverBlobSyncs: serving,
 	}); err != nil {
 		return nil, err
 	}
+	s.recordRecovered(ctx, s.ingest.Recovered())
 	if err := s.openExports(ctx); err != nil {
 		return nil, err
 	}

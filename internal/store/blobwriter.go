@@ -39,6 +39,9 @@ type BlobWriter struct {
 	pack  *packFile
 	base  int64
 	fileN int64 // encoded bytes passed to out
+	// cover: the FS covers syncs (FS.CoverSyncs); synced: a write to the
+	// pack was not flushOnly, so Close's sync must fdatasync.
+	cover, mustSync bool
 	// nameWithFile: the file's fsync makes its name durable (FS.nameWithFile)
 	nameWithFile bool
 
@@ -113,7 +116,7 @@ func (f *FS) NewBlobWriter(ctx context.Context, key string) (*BlobWriter, error)
 		if err != nil {
 			return nil, err
 		}
-		w = &BlobWriter{pack: pk, file: pk.file, base: pk.reserve(0)}
+		w = &BlobWriter{pack: pk, file: pk.file, base: pk.reserve(0), cover: f.coverSyncs.Load()}
 	} else {
 		dir := filepath.Dir(p)
 		if err := f.mkdirDurable(dir); err != nil {
@@ -305,7 +308,9 @@ func (w *BlobWriter) flush() {
 		}
 		var err error
 		if w.pack != nil {
-			err = w.pack.write(iovs, w.base+w.off)
+			var flushOnly bool
+			flushOnly, err = w.pack.write(iovs, w.base+w.off)
+			w.mustSync = w.mustSync || !flushOnly
 		} else {
 			w.direct, err = writeVec(w.file, iovs, w.off, w.direct)
 		}
@@ -397,6 +402,12 @@ func (w *BlobWriter) closePack(sum []byte) (BlobInfo, func() error, error) {
 	}
 	pk.release(false)
 	info := BlobInfo{Key: packKey(pk.id, w.base, w.fileN), Size: w.n, SHA256: hex.EncodeToString(sum)}
+	if w.cover && !w.mustSync {
+		return info, func() error {
+			defer pk.unref()
+			return pk.covered()
+		}, nil
+	}
 	return info, func() error {
 		defer pk.unref()
 		return pk.sync()
@@ -412,7 +423,7 @@ func (w *BlobWriter) zeroHead(pk *packFile) {
 	if w.off == 0 {
 		return
 	}
-	if err := pk.write([][]byte{zeroPage}, w.base); err != nil {
+	if _, err := pk.write([][]byte{zeroPage}, w.base); err != nil {
 		w.fail(err)
 	}
 }

@@ -5,3 +5,7 @@ package store
 // fileSyncCoversNewName: outside Linux the directory of a new blob is
 // always fsynced.
 func fileSyncCoversNewName(string) bool { return false }
+
+// sameDevice: outside Linux no two paths are taken to share a device
+// (FS.CoverSyncs never applies; packs are not zero-filled there anyway).
+func sameDevice(string, string) bool { return false }

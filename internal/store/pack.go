@@ -482,8 +482,12 @@ func (p *packFile) seal() {
 
 // write writes the aligned buffers at off (O_DIRECT where the pack has
 // it). Every buffer must start aligned and all lengths be multiples of
-// directAlign.
-func (p *packFile) write(iovs [][]byte, off int64) error {
+// directAlign. flushOnly reports that the bytes went to the device with
+// O_DIRECT inside zero-filled space whose fill was fdatasynced (below
+// ready): nothing but the device's write cache stands between them and
+// the disk, so any later cache flush of the device makes them durable
+// (FS.CoverSyncs).
+func (p *packFile) write(iovs [][]byte, off int64) (flushOnly bool, err error) {
 	var n int64
 	for _, b := range iovs {
 		n += int64(len(b))
@@ -495,13 +499,24 @@ func (p *packFile) write(iovs [][]byte, off int64) error {
 	}
 	p.wrote = max(p.wrote, off+n)
 	direct := p.direct
+	inFill := off+n <= p.ready
 	s.mu.Unlock()
-	direct, err := writeVec(p.file, iovs, off, direct)
+	direct, err = writeVec(p.file, iovs, off, direct)
 	if !direct {
 		s.mu.Lock()
 		p.direct = false
 		s.mu.Unlock()
 	}
+	return err == nil && direct && inFill, err
+}
+
+// covered is sync for a region whose write was flushOnly while the FS
+// covers syncs (FS.CoverSyncs): no fdatasync, only the pack's sticky
+// error (a failed fdatasync or write of the pack before).
+func (p *packFile) covered() error {
+	p.smu.Lock()
+	err := p.serr
+	p.smu.Unlock()
 	return err
 }
 

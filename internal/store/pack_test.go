@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -704,5 +705,107 @@ func TestPackCloseWithWriterActive(t *testing.T) {
 		if !bytes.Equal(readBlob(ctx, t, b, k), want) {
 			t.Errorf("%s does not read back after Close", k)
 		}
+	}
+}
+
+// With CoverSyncs, a pack blob whose bytes went with O_DIRECT into the
+// zero-filled, fdatasynced space gets no fdatasync of its own (streamed
+// or from memory): the caller's fdatasync of a file on the same device
+// flushes them. Without it each such sync fdatasyncs the pack; a blob
+// written past the zero fill is fdatasynced either way; a file on
+// another device, or none, does not cover.
+func TestPackCoverSyncs(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	b := mustFS(t, dir)
+	if !b.packs.fill {
+		t.Skip("the test directory's file system is not ext4 or XFS: no zero fill, nothing to cover")
+	}
+	putPacked(ctx, t, b, packData(4096, 1), 0) // creates the pack; the filler fills ahead
+	waitFilled(t, b)
+	// No more filling from here (its fdatasyncs would be counted, and
+	// the end of the fill must stay where it is).
+	b.packs.mu.Lock()
+	var ready int64
+	for p := range b.packs.all {
+		p.noFill, ready = true, p.ready
+	}
+	b.packs.mu.Unlock()
+	if ready < packLow {
+		t.Fatalf("zero fill ends at %d, want at least %d", ready, packLow)
+	}
+	var syncs atomic.Int64
+	count := func(f *os.File) error { syncs.Add(1); return fdatasync(f) }
+	packSyncHook.Store(&count)
+	defer packSyncHook.Store(nil)
+
+	// Not covered yet: one fdatasync per blob.
+	putPacked(ctx, t, b, packData(530946, 2), 1<<16)
+	putPacked(ctx, t, b, packData(530946, 3), 0)
+	if n := syncs.Load(); n != 2 {
+		t.Errorf("%d fdatasyncs for two blobs without CoverSyncs, want 2", n)
+	}
+	if b.CoverSyncs(filepath.Join(dir, "absent.db")) || b.SyncsCovered() {
+		t.Error("a file that does not exist covers the syncs")
+	}
+	if shm, err := os.CreateTemp("/dev/shm", "radflow-cover-"); err == nil {
+		shm.Close()
+		defer os.Remove(shm.Name())
+		if b.CoverSyncs(shm.Name()) {
+			t.Error("a file on /dev/shm covers the syncs of blobs on the test directory's device")
+		}
+	}
+	db := filepath.Join(dir, "radflow.db")
+	if err := os.WriteFile(db, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if !b.CoverSyncs(db) || !b.SyncsCovered() {
+		t.Fatal("a file in the same directory does not cover the syncs")
+	}
+	syncs.Store(0)
+	infos := []BlobInfo{
+		putPacked(ctx, t, b, packData(530946, 4), 1<<16),
+		putPacked(ctx, t, b, packData(530946, 5), 0),
+		putPacked(ctx, t, b, packData(1, 6), 1),
+	}
+	if n := syncs.Load(); n != 0 {
+		t.Errorf("%d fdatasyncs for three blobs inside the zero fill with CoverSyncs, want 0", n)
+	}
+	for i, info := range infos {
+		if got := readBlob(ctx, t, b, info.Key); !bytes.Equal(got, packData(int(info.Size), 4+i)) {
+			t.Errorf("blob %d: read back differs", i)
+		}
+	}
+
+	// Past the zero fill (more than it has ahead): the writer must sync.
+	b.packs.mu.Lock()
+	var ahead int64
+	for p := range b.packs.all {
+		ahead = p.ready - p.tail
+	}
+	b.packs.mu.Unlock()
+	w, err := b.NewBlobWriter(ctx, InstanceBlobKey("1.2.3.9", time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := packData(int(ahead)+3<<20, 7)
+	if _, err := w.Write(big); err != nil {
+		t.Fatal(err)
+	}
+	if !w.cover || !w.mustSync {
+		t.Errorf("writer past the zero fill: cover %v mustSync %v, want both", w.cover, w.mustSync)
+	}
+	info, sync, err := w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sync(); err != nil {
+		t.Fatal(err)
+	}
+	if syncs.Load() == 0 {
+		t.Error("no fdatasync for a blob written past the zero fill")
+	}
+	if got := readBlob(ctx, t, b, info.Key); !bytes.Equal(got, big) {
+		t.Error("the blob past the zero fill reads back differently")
 	}
 }

@@ -88,6 +88,8 @@ type hotStmts struct {
 	insertPrefix   *sql.Stmt // insertPrefixSQL
 	queueResult    *sql.Stmt // queueResultSQL
 	stageAudit     *sql.Stmt // stageAuditSQL
+	markUnflushed  *sql.Stmt // markUnflushedSQL
+	clearUnflushed *sql.Stmt // clearUnflushedSQL
 	// read pool: prepared on each of its connections as they are used
 	hasInstance *sql.Stmt // hasInstanceSQL
 
@@ -196,6 +198,8 @@ func OpenSQLite(ctx context.Context, path string, opts SQLiteOptions) (*SQLite, 
 		&s.stmts.insertPrefix:   insertPrefixSQL,
 		&s.stmts.queueResult:    queueResultSQL,
 		&s.stmts.stageAudit:     stageAuditSQL,
+		&s.stmts.markUnflushed:  markUnflushedSQL,
+		&s.stmts.clearUnflushed: clearUnflushedSQL,
 	}); err != nil {
 		s.Close()
 		return nil, err
