@@ -28,6 +28,7 @@ var (
 	EventApplicationActivity   = Code{"110100", SystemDCM, "Application Activity"}
 	EventAuditLogUsed          = Code{"110101", SystemDCM, "Audit Log Used"}
 	EventInstancesTransferred  = Code{"110104", SystemDCM, "DICOM Instances Transferred"}
+	EventStudyDeleted          = Code{"110105", SystemDCM, "DICOM Study Deleted"}
 	EventExport                = Code{"110106", SystemDCM, "Export"}
 	EventPatientRecord         = Code{"110110", SystemDCM, "Patient Record"}
 	EventQuery                 = Code{"110112", SystemDCM, "Query"}
@@ -67,6 +68,7 @@ var queryOperations = map[string]bool{"qido": true, "query": true, "search": tru
 //	study:read, operation=qido  110112 Query, E
 //	study:read (retrieve)       110104 Instances Transferred, R (radflow Source, requestor Destination)
 //	result:read                 110110 Patient Record, R
+//	instance:delete             110105 DICOM Study Deleted, D
 //	export, deid                110106 Export, R
 //	authentication              110114 User Authentication + 110122 Login, E
 //	policy, audit:recovered     110113 Security Alert, E
@@ -92,6 +94,8 @@ func Classify(rec Record) Event {
 		}
 	case "result:read":
 		ev = Event{ID: EventPatientRecord, Action: "R", RadflowRole: RoleApplication}
+	case ActionInstanceRemoved:
+		ev = Event{ID: EventStudyDeleted, Action: "D", RadflowRole: RoleApplication}
 	case "export", "deid":
 		ev = Event{ID: EventExport, Action: "R", RadflowRole: RoleSource}
 	case ActionAuthentication:

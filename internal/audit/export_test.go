@@ -127,6 +127,7 @@ func TestFHIRAuditEvent(t *testing.T) {
 		{"policy", "", OutcomeDenied, "110113", "E", "4"},
 		{"audit:verify", "", OutcomeSuccess, "110101", "R", "0"},
 		{"export", "", OutcomeSuccess, "110106", "R", "0"},
+		{"instance:delete", "recover-unflushed", OutcomeSuccess, "110105", "D", "0"},
 	} {
 		r := rec(1)
 		r.Action, r.Outcome = c.action, c.outcome

@@ -57,6 +57,11 @@ const (
 	// opened once always holds at least one record, so an empty or missing
 	// trail next to its key is a trail that vanished (see Verify).
 	ActionAuditStarted = "audit:started"
+	// ActionInstanceRemoved is written by radflow serve at start for an
+	// instance it removed because its blob did not survive an unclean
+	// stop before the instance was acknowledged (package ingest,
+	// blob_unflushed; detail reason).
+	ActionInstanceRemoved = "instance:delete"
 )
 
 // Resource identifies what was acted on, by DICOM UIDs and model

@@ -19,9 +19,14 @@
 // reaches the writer while its blob is still being fsynced: the writer
 // builds the transaction meanwhile and COMMITs only after every blob of
 // the batch is durable (a blob that fails fails its request alone; the
-// batch is committed again without it).
+// batch is committed again without it). In radflow serve
+// (Config.CoverBlobSyncs) a pack blob needs no fsync of its own: the
+// log's fsync after the COMMIT flushes it too, and the instances whose
+// batch's flush had not returned are checked at the next start
+// (unflushed.go).
 //
-// It owns: the ingest pipeline, UID validation, backpressure, group commit.
+// It owns: the ingest pipeline, UID validation, backpressure, group
+// commit, the check of unflushed blobs after an unclean stop.
 // It does not own: parsing (dicom), storage formats (store), job execution
 // (queue), model routing rules (the Router is supplied, e.g. from package
 // models), protocol status codes (dimse, dicomweb map ErrInvalid/ErrBusy).

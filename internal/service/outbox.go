@@ -190,7 +190,7 @@ func (s *Service) recordRecovered(ctx context.Context, removed []store.RemovedIn
 		if r.SRFor != "" {
 			detail["structured_report_for"] = access.UID(r.SRFor)
 		}
-		rec := audit.Record{SubjectKind: audit.KindSystem, SubjectID: "radflow", Action: "instance:delete",
+		rec := audit.Record{SubjectKind: audit.KindSystem, SubjectID: "radflow", Action: audit.ActionInstanceRemoved,
 			Outcome: audit.OutcomeSuccess, Protocol: audit.ProtocolInternal,
 			Resource: audit.Resource{Type: "instance", StudyInstanceUID: access.UID(r.StudyInstanceUID),
 				SeriesInstanceUID: access.UID(r.SeriesInstanceUID), SOPInstanceUID: access.UID(r.SOPInstanceUID)},

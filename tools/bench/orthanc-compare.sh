@@ -21,9 +21,10 @@
 #   RADFLOW_BIN  a radflow binary to measure (default: built from this tree)
 #   KEEP   1 keeps the temporary directory
 # Durability differs (see docs/operations.md, Performance): radflow
-# acknowledges after the blob's fdatasync (its pack file's, shared by the
-# blobs written to that pack meanwhile), a WAL fsync and the audit
-# record's; Orthanc fdatasyncs each stored file when
+# acknowledges after the WAL fdatasync that follows the commit of the
+# instance's row and staged audit record (its flush covers the blob,
+# written with O_DIRECT before the commit; on file systems where it
+# cannot, the blob is fdatasynced first); Orthanc fdatasyncs each stored file when
 # SyncStorageArea is true but commits its SQLite index with
 # synchronous=NORMAL in WAL mode (no fsync per commit).
 set -euo pipefail
@@ -182,7 +183,7 @@ for s in "${servers[@]}"; do
 		row+=("${med[$s.$wl]}")
 	done
 	case $s in
-	radflow) label="radflow (sync blob+WAL+audit)" ;;
+	radflow) label="radflow (durable: blob+WAL+audit)" ;;
 	orthanc-true) label="Orthanc SyncStorageArea=true" ;;
 	orthanc-false) label="Orthanc SyncStorageArea=false" ;;
 	esac
