@@ -283,6 +283,7 @@ func (g *Ingester) Close() error {
 	}
 	g.closeMu.Unlock()
 	<-g.done
+	g.clearFlushed()
 	return nil
 }
 

@@ -161,3 +161,28 @@ func (g *Ingester) blobIntact(ctx context.Context, in *store.Instance) (bool, er
 	}
 	return false, err
 }
+
+// clearFlushed deletes from blob_unflushed, once the writer and the syncer
+// have stopped (Close), every batch whose log fdatasync returned: after a
+// clean stop the next start has nothing to check. A failure is logged
+// only (the next start checks those blobs).
+func (g *Ingester) clearFlushed() {
+	if !g.covered || g.walErr.Load() != nil || g.flushed.Load() <= g.cleared {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tx, err := g.cfg.Metadata.BeginTx(ctx)
+	if err == nil {
+		if err = g.cfg.Metadata.(unflushedMeta).ClearUnflushedTx(ctx, tx, g.flushed.Load()); err == nil {
+			err = tx.Commit()
+		} else {
+			_ = tx.Rollback()
+		}
+	}
+	if err != nil {
+		g.log.Warn("ingest: blob_unflushed not cleared at shutdown; the next start checks those blobs", "err", err.Error())
+		return
+	}
+	g.cleared = g.flushed.Load()
+}
