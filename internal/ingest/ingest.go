@@ -194,6 +194,10 @@ type Config struct {
 	// have cost (see unflushed.go). For the one process that ingests
 	// (radflow serve), not for worker processes sharing its database.
 	CoverBlobSyncs bool
+	// RemovedRecord, when not nil, returns the audit record (JSON, as
+	// SourceInfo.AuditRecord) of an instance the start-up check removes;
+	// it is staged in the removal's transaction.
+	RemovedRecord func(r store.RemovedInstance) ([]byte, error)
 
 	// MaxBatch: most instances committed in one transaction (default 128).
 	MaxBatch int

@@ -38,8 +38,8 @@ import (
 // deletes its rows. At start, before anything new is ingested, the blob
 // of every instance still listed is read back and checked; one that is
 // not intact is removed with its results, jobs and any Structured Report
-// made from it (recorded in the audit trail by the service), and the
-// retry stores it again.
+// made from it, its audit record staged in the same transaction
+// (Config.RemovedRecord), and the retry stores it again.
 
 // syncCoverer is a BlobStore whose blob syncs may leave the device's
 // cache flush to a later fdatasync of another file (*store.FS).
@@ -122,6 +122,22 @@ func (g *Ingester) recoverUnflushed() error {
 	}
 	defer tx.Rollback()
 	removed, err := um.RemoveInstancesTx(ctx, tx, bad)
+	if err == nil && g.cfg.RemovedRecord != nil {
+		as, ok := g.cfg.Metadata.(auditStager)
+		for _, r := range removed {
+			if !ok {
+				err = errors.New("the metadata store cannot stage audit records")
+				break
+			}
+			var rec []byte
+			if rec, err = g.cfg.RemovedRecord(r); err == nil {
+				err = as.StageAuditTx(ctx, tx, rec)
+			}
+			if err != nil {
+				break
+			}
+		}
+	}
 	if err == nil && jr != nil && len(removed) > 0 {
 		gone := make([]string, len(removed))
 		for i, r := range removed {

@@ -171,32 +171,32 @@ func (o *auditOutbox) close() error {
 // closeDrainTimeout bounds the last move at shutdown.
 const closeDrainTimeout = 30 * time.Second
 
-// recordRecovered appends one record per instance ingest removed at start
-// because its blob was not intact after an unclean stop
-// (ingest.Ingester.Recovered): never acknowledged, its staged success
-// record (moved to the trail just before) is followed by this one. A
-// record that cannot be appended is logged; the removal stands.
-func (s *Service) recordRecovered(ctx context.Context, removed []store.RemovedInstance) {
+// removedRecord is the audit record of an instance ingest removes at
+// start because its blob was not intact after an unclean stop
+// (ingest.Config.RemovedRecord): never acknowledged, its staged success
+// record is followed by this one, staged in the removal's transaction.
+func (s *Service) removedRecord(r store.RemovedInstance) ([]byte, error) {
+	detail := map[string]string{"operation": "recover-unflushed", "reason": "blob_not_durable_at_unclean_stop"}
+	if r.SRFor != "" {
+		detail["structured_report_for"] = access.UID(r.SRFor)
+	}
+	return s.trail.Stage(audit.Record{SubjectKind: audit.KindSystem, SubjectID: "radflow", Action: audit.ActionInstanceRemoved,
+		Outcome: audit.OutcomeSuccess, Protocol: audit.ProtocolInternal,
+		Resource: audit.Resource{Type: "instance", StudyInstanceUID: access.UID(r.StudyInstanceUID),
+			SeriesInstanceUID: access.UID(r.SeriesInstanceUID), SOPInstanceUID: access.UID(r.SOPInstanceUID)},
+		Detail: detail})
+}
+
+// logRecovered logs each instance ingest removed at start.
+func (s *Service) logRecovered(removed []store.RemovedInstance) {
 	for _, r := range removed {
 		args := []any{"sop_instance_uid", r.SOPInstanceUID}
 		if r.SRFor != "" {
 			args = append(args, "structured_report_for", r.SRFor)
 		}
 		s.log.Warn("ingest: removed an instance whose blob was lost in an unclean stop before it was acknowledged", args...)
-		if s.trail == nil {
-			continue
-		}
-		detail := map[string]string{"operation": "recover-unflushed", "reason": "blob_not_durable_at_unclean_stop"}
-		if r.SRFor != "" {
-			detail["structured_report_for"] = access.UID(r.SRFor)
-		}
-		rec := audit.Record{SubjectKind: audit.KindSystem, SubjectID: "radflow", Action: audit.ActionInstanceRemoved,
-			Outcome: audit.OutcomeSuccess, Protocol: audit.ProtocolInternal,
-			Resource: audit.Resource{Type: "instance", StudyInstanceUID: access.UID(r.StudyInstanceUID),
-				SeriesInstanceUID: access.UID(r.SeriesInstanceUID), SOPInstanceUID: access.UID(r.SOPInstanceUID)},
-			Detail: detail}
-		if err := s.trail.Append(ctx, rec); err != nil {
-			s.log.Error("audit: recording a removed instance failed", "sop_instance_uid", r.SOPInstanceUID, "error", err.Error())
-		}
+	}
+	if len(removed) > 0 && s.outbox != nil {
+		s.outbox.kick()
 	}
 }

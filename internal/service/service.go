@@ -312,14 +312,18 @@ func New(ctx context.Context, cfg Config) (_ *Service, err error) {
 		}
 		s.outbox.start()
 	}
-	if s.ingest, err = ingest.New(ingest.Config{
+	icfg := ingest.Config{
 		Metadata: s.db, Blobs: s.blobs, Jobs: s.queue, Router: router(cfg.Models),
 		MaxQueueDepth: cfg.MaxQueueDepth, MinFreeBytes: cfg.MinFreeDisk, MaxInstanceSize: cfg.MaxUpload,
 		Logger: s.log, CoverBlobSyncs: serving,
-	}); err != nil {
+	}
+	if s.outbox != nil {
+		icfg.RemovedRecord = s.removedRecord
+	}
+	if s.ingest, err = ingest.New(icfg); err != nil {
 		return nil, err
 	}
-	s.recordRecovered(ctx, s.ingest.Recovered())
+	s.logRecovered(s.ingest.Recovered())
 	if err := s.openExports(ctx); err != nil {
 		return nil, err
 	}

@@ -78,9 +78,11 @@ type FS struct {
 	// packs: fresh blobs go into pack files (see pack.go); nil without
 	// an AppendEncoder codec.
 	packs *packSet
-	// coverSyncs: the caller's later fsync covers pack blobs written
-	// flushOnly (CoverSyncs).
+	// coverSyncs: the caller's later fsync of a file on device coverDev
+	// covers pack blobs written flushOnly there (CoverSyncs); coverDev is
+	// set before coverSyncs.
 	coverSyncs atomic.Bool
+	coverDev   uint64
 }
 
 // CoverSyncs is for a caller that, after a fresh blob's sync has returned
@@ -101,8 +103,15 @@ type FS struct {
 //
 // It applies only with packs zero-filled ahead (ext4, XFS) and file on
 // the same device as the blob root (st_dev); otherwise it returns false
-// and nothing changes. A blob written beyond the zero fill, or without
-// O_DIRECT, is still fdatasynced by its own sync.
+// and nothing changes. Call it before the first blob is written. A blob
+// is still fdatasynced by its own sync when any of it was written outside
+// the zero fill (a fill that started past a reserved region leaves that
+// region unfilled), without O_DIRECT (a device that refused it), into a
+// pack on another device than file, or into a file that does not take
+// aligned O_DIRECT writes as such (statx STATX_DIOALIGN: ext4 journals
+// or encrypts in software some files' writes, through the page cache) or
+// keeps its data on an XFS realtime device. PutNewDurableBytes always
+// fdatasyncs.
 //
 // Why: on the development VM one fdatasync per C-STORE (its blob's, then
 // the log's) cost 0.3-0.6 ms of latency and about 0.2 ms of CPU per
@@ -111,12 +120,18 @@ func (f *FS) CoverSyncs(file string) bool {
 	if f.packs == nil || !f.packs.fill {
 		return false
 	}
-	if !sameDevice(file, f.root) {
+	dev, ok := deviceOf(file)
+	if !ok || !sameDevice(file, f.root) {
 		return false
 	}
+	f.coverDev = dev
 	f.coverSyncs.Store(true)
 	return true
 }
+
+// covers reports whether a region of p written flushOnly needs no
+// fdatasync of its own (CoverSyncs).
+func (f *FS) covers(p *packFile) bool { return f.coverSyncs.Load() && p.coverable(f.coverDev) }
 
 // SyncsCovered reports whether CoverSyncs applies to f.
 func (f *FS) SyncsCovered() bool { return f.coverSyncs.Load() }
@@ -227,7 +242,7 @@ func (f *FS) PutNewDurable(ctx context.Context, key string, r io.Reader) (BlobIn
 // PutNewDurableBytes is PutNewDurable for bytes already in memory (an
 // ingested instance): PutNewBytes, then its sync.
 func (f *FS) PutNewDurableBytes(ctx context.Context, key string, b []byte) (BlobInfo, error) {
-	info, sync, err := f.PutNewBytes(ctx, key, b)
+	info, sync, err := f.putNewBytes(ctx, key, b, false)
 	if err != nil {
 		return BlobInfo{}, err
 	}
@@ -261,6 +276,12 @@ func (f *FS) PutNewDurableBytes(ctx context.Context, key string, b []byte) (Blob
 // its transaction can be built (see docs/operations.md, Performance).
 // errors: as PutNew (from sync for what happens on disk).
 func (f *FS) PutNewBytes(ctx context.Context, key string, b []byte) (info BlobInfo, sync func() error, err error) {
+	return f.putNewBytes(ctx, key, b, true)
+}
+
+// putNewBytes is PutNewBytes; coverable: its sync may leave the
+// fdatasync to the caller's (CoverSyncs).
+func (f *FS) putNewBytes(ctx context.Context, key string, b []byte, coverable bool) (info BlobInfo, sync func() error, err error) {
 	if _, err := f.path(key); err != nil {
 		return BlobInfo{}, nil, err
 	}
@@ -273,7 +294,7 @@ func (f *FS) PutNewBytes(ctx context.Context, key string, b []byte) (info BlobIn
 	}
 	info = BlobInfo{Key: key, Size: int64(len(b)), SHA256: hex.EncodeToString(h[:])}
 	if f.packs != nil {
-		return f.putPackBytes(info, enc)
+		return f.putPackBytes(info, enc, coverable)
 	}
 	return info, func() error {
 		defer enc.release()
@@ -295,7 +316,7 @@ func (f *FS) PutNewBytes(ctx context.Context, key string, b []byte) (info BlobIn
 
 // putPackBytes reserves enc's region in a pack now (info.Key becomes its
 // key) and returns the sync that writes and fdatasyncs it.
-func (f *FS) putPackBytes(info BlobInfo, enc *encodedBlob) (BlobInfo, func() error, error) {
+func (f *FS) putPackBytes(info BlobInfo, enc *encodedBlob, coverable bool) (BlobInfo, func() error, error) {
 	n := int64(len(enc.out))
 	padded := padAligned(enc)
 	p, err := f.packs.acquire()
@@ -318,7 +339,7 @@ func (f *FS) putPackBytes(info BlobInfo, enc *encodedBlob) (BlobInfo, func() err
 				return err
 			}
 		}
-		if flushOnly && f.coverSyncs.Load() {
+		if flushOnly && coverable && f.covers(p) {
 			return p.covered()
 		}
 		return p.sync()

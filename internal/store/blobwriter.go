@@ -116,7 +116,7 @@ func (f *FS) NewBlobWriter(ctx context.Context, key string) (*BlobWriter, error)
 		if err != nil {
 			return nil, err
 		}
-		w = &BlobWriter{pack: pk, file: pk.file, base: pk.reserve(0), cover: f.coverSyncs.Load()}
+		w = &BlobWriter{pack: pk, file: pk.file, base: pk.reserve(0), cover: f.covers(pk)}
 	} else {
 		dir := filepath.Dir(p)
 		if err := f.mkdirDurable(dir); err != nil {

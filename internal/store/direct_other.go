@@ -40,3 +40,10 @@ func lockUnsupported(error) bool { return true }
 
 // hasData: holes cannot be told apart outside Linux.
 func hasData(*os.File, int64, int64) bool { return true }
+
+// fileDevice: outside Linux no device is known (FS.CoverSyncs never
+// applies).
+func fileDevice(*os.File) uint64 { return 0 }
+
+// directAligned: outside Linux O_DIRECT is not used.
+func directAligned(*os.File) bool { return false }

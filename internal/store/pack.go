@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -125,19 +126,32 @@ type packSet struct {
 
 // packFile is one pack being written.
 type packFile struct {
-	set    *packSet
-	id     int
-	file   *os.File
+	set  *packSet
+	id   int
+	file *os.File
+	// direct: file has O_DIRECT. It is read under wmu (read) by every
+	// write and changed only under wmu (write), so that no write can be
+	// in flight, believing it direct, while a fallback turns it off.
+	wmu    sync.RWMutex
 	direct bool
+	// dev is the file's device (st_dev); dioOK: the file takes O_DIRECT
+	// writes aligned to 4 KiB as such (statx STATX_DIOALIGN; not an XFS
+	// realtime file): both conditions of FS.CoverSyncs.
+	dev   uint64
+	dioOK bool
 
 	// under set.mu
-	tail   int64 // end of the regions handed out (aligned)
-	wrote  int64 // end of the furthest write started
-	ready  int64 // bytes zero-filled and durable
-	refs   int   // regions whose write or sync has not finished
-	busy   bool  // handed out to a writer: not in idle
-	sealed bool  // takes no new region (full, failed or closing)
-	noFill bool  // a zero fill failed
+	tail  int64 // end of the regions handed out (aligned)
+	wrote int64 // end of the furthest write started
+	ready int64 // bytes zero-filled and durable, from fillLo
+	// fillLo: where the zero-filled, durable range that ends at ready
+	// starts. A fill that starts past ready (a region was reserved and
+	// not yet written when it began) leaves the space between unfilled.
+	fillLo int64
+	refs   int  // regions whose write or sync has not finished
+	busy   bool // handed out to a writer: not in idle
+	sealed bool // takes no new region (full, failed or closing)
+	noFill bool // a zero fill failed
 	// The zero fill: queued (filling) and then under way over
 	// [fillFrom, fillTo) (fillActive); a write there waits for it (fillDone).
 	filling, fillActive bool
@@ -274,6 +288,7 @@ func (s *packSet) create(id int) (*packFile, error) {
 		return fail(err)
 	}
 	p := &packFile{set: s, id: id, file: f, direct: directIO(f, true)}
+	p.dev, p.dioOK = fileDevice(f), directAligned(f)
 	p.scond = sync.NewCond(&p.smu)
 	p.fillDone = sync.NewCond(&s.mu)
 	return p, nil
@@ -379,6 +394,9 @@ func (s *packSet) filler() {
 		if err != nil {
 			p.noFill = true
 		} else {
+			if from != p.ready {
+				p.fillLo = from
+			}
 			p.ready = from + packFill
 		}
 		p.fillDone.Broadcast()
@@ -498,17 +516,33 @@ func (p *packFile) write(iovs [][]byte, off int64) (flushOnly bool, err error) {
 		p.fillDone.Wait() // the filler's zeros must not land on these bytes
 	}
 	p.wrote = max(p.wrote, off+n)
-	direct := p.direct
-	inFill := off+n <= p.ready
+	inFill := off >= p.fillLo && off+n <= p.ready
 	s.mu.Unlock()
-	direct, err = writeVec(p.file, iovs, off, direct)
-	if !direct {
-		s.mu.Lock()
-		p.direct = false
-		s.mu.Unlock()
+	// Regions are aligned and padded: a direct write needs no tail
+	// through the page cache. Where the device refuses it (EINVAL), O_DIRECT
+	// is turned off for the pack once no other write is in flight, and
+	// the write is made through the page cache.
+	p.wmu.RLock()
+	direct := p.direct
+	err = writeAll(p.file, iovs, off)
+	p.wmu.RUnlock()
+	if direct && errors.Is(err, syscall.EINVAL) {
+		p.wmu.Lock()
+		if p.direct && directIO(p.file, false) {
+			p.direct = false
+		}
+		p.wmu.Unlock()
+		p.wmu.RLock()
+		direct = p.direct
+		err = writeAll(p.file, iovs, off)
+		p.wmu.RUnlock()
 	}
-	return err == nil && direct && inFill, err
+	return err == nil && direct && inFill && p.dioOK, err
 }
+
+// coverable reports whether a sync of a region written flushOnly can be
+// left to the fdatasync of a file on device dev (FS.CoverSyncs).
+func (p *packFile) coverable(dev uint64) bool { return p.dev == dev }
 
 // covered is sync for a region whose write was flushOnly while the FS
 // covers syncs (FS.CoverSyncs): no fdatasync, only the pack's sticky

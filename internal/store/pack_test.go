@@ -809,3 +809,82 @@ func TestPackCoverSyncs(t *testing.T) {
 		t.Error("the blob past the zero fill reads back differently")
 	}
 }
+
+// A region reserved before the zero fill began (PutNewBytes reserves at
+// once and writes later) lies below the space the fill covered: its
+// write changes the file's block map, so its sync fdatasyncs even with
+// CoverSyncs.
+func TestPackCoverSyncsRegionBelowTheFill(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	b := mustFS(t, dir)
+	if !b.packs.fill {
+		t.Skip("the test directory's file system is not ext4 or XFS: no zero fill, nothing to cover")
+	}
+	db := filepath.Join(dir, "radflow.db")
+	if err := os.WriteFile(db, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if !b.CoverSyncs(db) {
+		t.Fatal("a file in the same directory does not cover the syncs")
+	}
+	var syncs atomic.Int64
+	count := func(f *os.File) error { syncs.Add(1); return fdatasync(f) }
+	packSyncHook.Store(&count)
+	defer packSyncHook.Store(nil)
+	data := packData(530946, 9)
+	// A new pack: the region is reserved (at 0) before the filler starts,
+	// so the fill begins after it; the write comes once the fill is done.
+	info, sync, err := b.PutNewBytes(ctx, InstanceBlobKey("1.2.3", time.Now()), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFilled(t, b)
+	b.packs.mu.Lock()
+	var lo, ready int64
+	for p := range b.packs.all {
+		lo, ready = p.fillLo, p.ready
+	}
+	b.packs.mu.Unlock()
+	_, off, _, _ := parsePackKey(info.Key)
+	if off >= lo || ready < packLow {
+		t.Fatalf("region at %d, fill from %d to %d: want the region below the fill", off, lo, ready)
+	}
+	before := syncs.Load()
+	if err := sync(); err != nil {
+		t.Fatal(err)
+	}
+	if syncs.Load() == before {
+		t.Error("a blob written below the zero fill got no fdatasync of its own")
+	}
+	if got := readBlob(ctx, t, b, info.Key); !bytes.Equal(got, data) {
+		t.Error("the blob reads back differently")
+	}
+}
+
+// Packs on a file system that takes aligned O_DIRECT writes as such
+// report it (statx STATX_DIOALIGN); a file on tmpfs, which has no direct
+// I/O, does not: its writes could never be covered.
+func TestDirectAligned(t *testing.T) {
+	b := mustFS(t, t.TempDir())
+	if !b.packs.fill {
+		t.Skip("the test directory's file system is not ext4 or XFS")
+	}
+	f, err := os.CreateTemp(t.TempDir(), "dio")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if !directAligned(f) {
+		t.Error("a file on the test directory's ext4/XFS does not take aligned O_DIRECT writes")
+	}
+	shm, err := os.CreateTemp("/dev/shm", "radflow-dio-")
+	if err != nil {
+		t.Skip("no /dev/shm")
+	}
+	defer os.Remove(shm.Name())
+	defer shm.Close()
+	if directAligned(shm) {
+		t.Error("a file on tmpfs is taken for one with direct I/O")
+	}
+}
