@@ -96,22 +96,23 @@ type FS struct {
 // already fdatasynced space: those bytes wait only in the device's write
 // cache, and the flush that file's fdatasync sends covers every write
 // completed before it, on ext4 (with or without a journal:
-// ext4_sync_file issues the flush unless the journal commit does) and
-// XFS on one data device (xfs_file_fsync flushes the data device when
-// the log force did not). The blob is then durable when file's
-// fdatasync has returned, not before.
+// ext4_sync_file issues the flush unless the journal commit does). The
+// blob is then durable when file's fdatasync has returned, not before.
 //
-// It applies only with packs zero-filled ahead (ext4, XFS) and file on
-// the same device as the blob root (st_dev); otherwise it returns false
-// and nothing changes. Call it before the first blob is written. A blob
-// is still fdatasynced by its own sync when any of it was written outside
-// the zero fill (a fill that started past a reserved region leaves that
-// region unfilled), without O_DIRECT (a device that refused it), into a
-// pack on another device than file, or into a file that does not take
-// aligned O_DIRECT writes as such (statx STATX_DIOALIGN: ext4 journals
-// or encrypts in software some files' writes, through the page cache) or
-// keeps its data on an XFS realtime device. PutNewDurableBytes always
-// fdatasyncs.
+// It applies only on ext4, with packs zero-filled ahead, and file on the
+// same device as the blob root (st_dev); otherwise it returns false and
+// nothing changes. Not on XFS, although its fsync flushes the data
+// device too: a reflink copy of a live pack (cp -a with coreutils 9,
+// mkfs.xfs's default reflink=1) makes the next overwrite there a copy on
+// write, whose block remap is an XFS log transaction that another file's
+// fdatasync does not force. Call it before the first blob is written. A
+// blob is still fdatasynced by its own sync when any of it was written
+// outside the zero fill (a fill that started past a reserved region
+// leaves that region unfilled), without O_DIRECT (a device that refused
+// it), into a pack on another device than file, or into a file that does
+// not take aligned O_DIRECT writes as such (statx STATX_DIOALIGN: ext4
+// journals or encrypts in software some files' writes, through the page
+// cache). PutNewDurableBytes always fdatasyncs.
 //
 // Why: on the development VM one fdatasync per C-STORE (its blob's, then
 // the log's) cost 0.3-0.6 ms of latency and about 0.2 ms of CPU per
@@ -121,7 +122,7 @@ func (f *FS) CoverSyncs(file string) bool {
 		return false
 	}
 	dev, ok := deviceOf(file)
-	if !ok || !sameDevice(file, f.root) {
+	if !ok || !sameDevice(file, f.root) || fsType(f.root) != "ext4" {
 		return false
 	}
 	f.coverDev = dev

@@ -3,7 +3,6 @@ package store
 import (
 	"errors"
 	"os"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -139,34 +138,14 @@ func fileDevice(f *os.File) uint64 {
 	return uint64(st.Dev)
 }
 
-// fsxattr is struct fsxattr (linux/fs.h) for FS_IOC_FSGETXATTR.
-type fsxattr struct {
-	xflags, extsize, nextents, projid, cowextsize uint32
-	pad                                           [8]byte
-}
-
-const (
-	fsIocFsgetxattr  = 0x801c581f // _IOR('X', 31, struct fsxattr)
-	fsXflagRealtime  = 0x00000001
-	directAlignLimit = directAlign
-)
-
 // directAligned reports whether an O_DIRECT write to f aligned to
 // directAlign goes to the device as it is: statx reports a direct I/O
 // offset alignment of at most directAlign (STATX_DIOALIGN, Linux 6.1;
 // ext4 reports 0, no direct I/O, for a file whose writes it journals or
 // encrypts in software, where it would quietly write through the page
-// cache), and f is not an XFS realtime file (its data on another device
-// than the one the metadata log's flush reaches). false when any of it
-// cannot be read.
+// cache). false when it cannot be read.
 func directAligned(f *os.File) bool {
 	var sx unix.Statx_t
-	if err := unix.Statx(int(f.Fd()), "", unix.AT_EMPTY_PATH, unix.STATX_DIOALIGN, &sx); err != nil ||
-		sx.Mask&unix.STATX_DIOALIGN == 0 || sx.Dio_offset_align == 0 || sx.Dio_offset_align > directAlignLimit {
-		return false
-	}
-	var fx fsxattr
-	_, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), fsIocFsgetxattr, uintptr(unsafe.Pointer(&fx)))
-	// File systems without the ioctl (ENOTTY) have no realtime files.
-	return (errno == 0 && fx.xflags&fsXflagRealtime == 0) || errno == unix.ENOTTY || errno == unix.EOPNOTSUPP
+	err := unix.Statx(int(f.Fd()), "", unix.AT_EMPTY_PATH, unix.STATX_DIOALIGN, &sx)
+	return err == nil && sx.Mask&unix.STATX_DIOALIGN != 0 && sx.Dio_offset_align > 0 && sx.Dio_offset_align <= directAlign
 }

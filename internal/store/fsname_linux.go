@@ -30,25 +30,31 @@ import (
 // false for any other file system (tmpfs, NFS, btrfs, ext2/ext3 drivers)
 // and when the mount table cannot be read: the directory is then fsynced.
 func fileSyncCoversNewName(dir string) bool {
-	real, err := filepath.EvalSymlinks(dir)
-	if err != nil {
-		return false
-	}
-	var st unix.Stat_t
-	if err := unix.Stat(real, &st); err != nil {
-		return false
-	}
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	dev := fmt.Sprintf("%d:%d", unix.Major(uint64(st.Dev)), unix.Minor(uint64(st.Dev)))
-	switch mountFSType(f, real, dev) {
+	switch fsType(dir) {
 	case "ext4", "xfs":
 		return true
 	}
 	return false
+}
+
+// fsType returns the type of the file system holding dir ("ext4",
+// "xfs", ...), "" when the mount table cannot be read.
+func fsType(dir string) string {
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return ""
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(real, &st); err != nil {
+		return ""
+	}
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	dev := fmt.Sprintf("%d:%d", unix.Major(uint64(st.Dev)), unix.Minor(uint64(st.Dev)))
+	return mountFSType(f, real, dev)
 }
 
 // mountFSType returns the file system type of the mount holding path (an

@@ -135,8 +135,8 @@ type packFile struct {
 	wmu    sync.RWMutex
 	direct bool
 	// dev is the file's device (st_dev); dioOK: the file takes O_DIRECT
-	// writes aligned to 4 KiB as such (statx STATX_DIOALIGN; not an XFS
-	// realtime file): both conditions of FS.CoverSyncs.
+	// writes aligned to 4 KiB as such (statx STATX_DIOALIGN): both
+	// conditions of FS.CoverSyncs.
 	dev   uint64
 	dioOK bool
 
@@ -317,6 +317,9 @@ func (p *packFile) release(failed bool) {
 		// (regions reserved below its end are kept).
 		tail := p.tail
 		p.sealed = true // busy still: nobody closes it meanwhile
+		for p.fillActive {
+			p.fillDone.Wait() // its zeros would land past the cut
+		}
 		s.mu.Unlock()
 		_ = p.cutBack(tail)
 		s.mu.Lock()
