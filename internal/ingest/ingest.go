@@ -266,6 +266,8 @@ func New(cfg Config) (*Ingester, error) {
 		cfg.Logger = slog.Default()
 	}
 	g := &Ingester{cfg: cfg, log: cfg.Logger, reqs: make(chan *pending, cfg.MaxBatch), done: make(chan struct{})}
+	g.depth.ttl = 250 * time.Millisecond
+	g.free.ttl = time.Second
 	// Instances whose blobs the previous run left unflushed are checked
 	// before anything new is ingested; then the blobs' own fdatasyncs go
 	// where the log's covers them (see unflushed.go).
