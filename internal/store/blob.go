@@ -122,7 +122,8 @@ func (f *FS) CoverSyncs(file string) bool {
 		return false
 	}
 	dev, ok := deviceOf(file)
-	if !ok || !sameDevice(file, f.root) || fsType(f.root) != "ext4" {
+	rootDev, rootOK := deviceOf(f.root)
+	if !ok || !rootOK || dev != rootDev || fsType(f.root) != "ext4" {
 		return false
 	}
 	f.coverDev = dev

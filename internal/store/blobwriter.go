@@ -39,8 +39,8 @@ type BlobWriter struct {
 	pack  *packFile
 	base  int64
 	fileN int64 // encoded bytes passed to out
-	// cover: the FS covers syncs (FS.CoverSyncs); synced: a write to the
-	// pack was not flushOnly, so Close's sync must fdatasync.
+	// cover: the FS covers this pack's syncs (FS.CoverSyncs); mustSync: a
+	// write to the pack was not flushOnly, so Close's sync must fdatasync.
 	cover, mustSync bool
 	// nameWithFile: the file's fsync makes its name durable (FS.nameWithFile)
 	nameWithFile bool

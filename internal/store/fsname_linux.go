@@ -136,13 +136,6 @@ func octal3(s string) (byte, bool) {
 	return byte(v), true
 }
 
-// sameDevice reports whether paths a and b are on the same device
-// (st_dev): false when either cannot be stat'ed.
-func sameDevice(a, b string) bool {
-	var sa, sb unix.Stat_t
-	return unix.Stat(a, &sa) == nil && unix.Stat(b, &sb) == nil && sa.Dev == sb.Dev
-}
-
 // deviceOf returns path's device (st_dev).
 func deviceOf(path string) (uint64, bool) {
 	var st unix.Stat_t
