@@ -35,8 +35,8 @@ func (s *SQLite) ClearUnflushedTx(ctx context.Context, tx *sql.Tx, upto int64) e
 }
 
 // Unflushed returns the SOP Instance UIDs listed in blob_unflushed, in
-// the order they were listed (left
-// by the previous run: read before any new ingest). errors: the driver's.
+// the order they were listed (left by the previous run: read before any
+// new ingest). errors: the driver's.
 func (s *SQLite) Unflushed(ctx context.Context) ([]string, error) {
 	rows, err := s.write.QueryContext(ctx, `SELECT sop_instance_uid FROM blob_unflushed GROUP BY sop_instance_uid ORDER BY min(id)`)
 	if err != nil {
@@ -78,24 +78,24 @@ func (s *SQLite) RemoveInstancesTx(ctx context.Context, tx *sql.Tx, uids []strin
 		return nil, fmt.Errorf("store: removing instances: %w", err)
 	}
 	var removed []RemovedInstance
-	remove := func(uid, srFor string) (bool, error) {
+	remove := func(uid, srFor string) error {
 		r := RemovedInstance{SOPInstanceUID: uid, SRFor: srFor}
 		err := tx.QueryRowContext(ctx, `SELECT study_instance_uid, series_instance_uid FROM instances WHERE sop_instance_uid = ?`, uid).
 			Scan(&r.StudyInstanceUID, &r.SeriesInstanceUID)
 		if err == sql.ErrNoRows {
-			return false, nil
+			return nil
 		}
 		if err != nil {
-			return false, err
+			return err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM results WHERE sop_instance_uid = ?`, uid); err != nil {
-			return false, err
+			return err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM instances WHERE sop_instance_uid = ?`, uid); err != nil {
-			return false, err
+			return err
 		}
 		removed = append(removed, r)
-		return true, nil
+		return nil
 	}
 	for _, uid := range uids {
 		rows, err := tx.QueryContext(ctx, `SELECT sr_sop_instance_uid FROM results WHERE sop_instance_uid = ? AND sr_sop_instance_uid != ''`, uid)
@@ -115,11 +115,11 @@ func (s *SQLite) RemoveInstancesTx(ctx context.Context, tx *sql.Tx, uids []strin
 		if err := rows.Err(); err != nil {
 			return fail(err)
 		}
-		if _, err := remove(uid, ""); err != nil {
+		if err := remove(uid, ""); err != nil {
 			return fail(err)
 		}
 		for _, sr := range srs {
-			if _, err := remove(sr, uid); err != nil {
+			if err := remove(sr, uid); err != nil {
 				return fail(err)
 			}
 		}
