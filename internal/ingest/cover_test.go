@@ -198,8 +198,14 @@ func TestBlobSyncsCoveredByTheLog(t *testing.T) {
 			}
 			got, _ := io.ReadAll(rc)
 			rc.Close()
-			if !bytes.Equal(got, ct) || in.SHA256 != ctSHA256 {
+			if !bytes.Equal(got, ct) {
 				t.Errorf("cover %v, %s: read back %d bytes, equal %v", cover, uid, len(got), bytes.Equal(got, ct))
+			}
+			// Encrypted: the row records the object digest, not the
+			// plaintext's SHA-256, and the blob read back matches it.
+			n, digest, err := e.blobs.DigestBlob(context.Background(), in.BlobKey, in.SHA256)
+			if err != nil || n != int64(len(ct)) || digest != in.SHA256 || !strings.HasPrefix(in.SHA256, keys.DigestPrefix) || len(in.SHA256) != len(keys.DigestPrefix)+64 {
+				t.Errorf("cover %v, %s: recorded digest %q, read back %d bytes with digest %q, %v", cover, uid, in.SHA256, n, digest, err)
 			}
 		}
 	}

@@ -156,11 +156,28 @@ func (g *Ingester) recoverUnflushed() error {
 	return nil
 }
 
+// blobDigester is the BlobStore's check of a blob against the digest a
+// write recorded, of either kind (store.FS; see store.BlobInfo.SHA256).
+type blobDigester interface {
+	DigestBlob(ctx context.Context, key, like string) (int64, string, error)
+}
+
 // blobIntact reads in's blob back: false when its content is not what
 // was received (the codec's authentication fails, it is not encoded at
 // all, as a region still holding the zero fill, it is short, or its size
-// or SHA-256 differ from the row's); an error for anything else.
+// or digest differ from the row's); an error for anything else.
 func (g *Ingester) blobIntact(ctx context.Context, in *store.Instance) (bool, error) {
+	if bd, ok := g.cfg.Blobs.(blobDigester); ok {
+		n, digest, err := bd.DigestBlob(ctx, in.BlobKey, in.SHA256)
+		if err == nil {
+			return n == in.Size && digest == in.SHA256, nil
+		}
+		if errors.Is(err, keys.ErrIntegrity) || errors.Is(err, keys.ErrNotEncrypted) ||
+			errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return false, nil
+		}
+		return false, err
+	}
 	rc, err := g.cfg.Blobs.Open(ctx, in.BlobKey)
 	if err == nil {
 		h := sha256.New()

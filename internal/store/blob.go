@@ -42,9 +42,26 @@ type BlobStore interface {
 
 // BlobInfo describes a blob.
 type BlobInfo struct {
-	Key    string
-	Size   int64  // bytes
-	SHA256 string // lowercase hex; set by Put only
+	Key  string
+	Size int64 // bytes
+	// SHA256 is the blob's digest, set by the writes only: the lowercase
+	// hex SHA-256 of its plaintext, or for a blob an ObjectDigester codec
+	// encoded, its object digest (keys.DigestPrefix and 64 hex digits).
+	SHA256 string
+}
+
+// ObjectDigester is a Codec whose encoded objects authenticate every byte
+// they hold (keys.Codec: AES-256-GCM chunks under a DEK of the object's
+// own). For the blobs it encodes, the writes record the object digest
+// (NewObjectDigest, fed the encoded bytes in order) instead of hashing
+// the plaintext: the codec's authentication already guards every byte on
+// each read, and the digest ties the row to this one object (see
+// keys.ObjectDigest). CheckBlob verifies either kind.
+type ObjectDigester interface {
+	NewObjectDigest() interface {
+		Write([]byte) (int, error)
+		Digest() string
+	}
 }
 
 // Codec is the seam for encryption at rest: Encode wraps the writer that
@@ -263,7 +280,8 @@ func (f *FS) PutNewDurableBytes(ctx context.Context, key string, b []byte) (Blob
 // can prepare what will (package ingest builds the transaction that
 // inserts the instance row on one goroutine while sync runs on another,
 // and commits after sync). The SHA-256 is computed on another goroutine
-// while b is encoded; with a codec that implements AppendEncoder (or none)
+// while b is encoded (with an ObjectDigester codec, the object digest of
+// the encoded bytes instead); with a codec that implements AppendEncoder (or none)
 // the blob is built in one reused, aligned buffer and written by sync
 // with a single O_DIRECT call. b is only read, and not after it returns.
 //
@@ -287,14 +305,28 @@ func (f *FS) putNewBytes(ctx context.Context, key string, b []byte, coverable bo
 	if _, err := f.path(key); err != nil {
 		return BlobInfo{}, nil, err
 	}
-	sum := make(chan [sha256.Size]byte, 1)
-	go func() { sum <- sha256.Sum256(b) }()
+	od, digested := f.codec.(ObjectDigester)
+	var sum chan [sha256.Size]byte
+	if !digested {
+		sum = make(chan [sha256.Size]byte, 1)
+		go func() { sum <- sha256.Sum256(b) }()
+	}
 	enc, err := f.encodeBytes(ctx, b)
-	h := <-sum // also on failure: b must not be read after return
+	var digest string
+	if digested {
+		if err == nil {
+			d := od.NewObjectDigest()
+			d.Write(enc.out)
+			digest = d.Digest()
+		}
+	} else {
+		h := <-sum // also on failure: b must not be read after return
+		digest = hex.EncodeToString(h[:])
+	}
 	if err != nil {
 		return BlobInfo{}, nil, err
 	}
-	info = BlobInfo{Key: key, Size: int64(len(b)), SHA256: hex.EncodeToString(h[:])}
+	info = BlobInfo{Key: key, Size: int64(len(b)), SHA256: digest}
 	if f.packs != nil {
 		return f.putPackBytes(info, enc, coverable)
 	}
@@ -561,15 +593,28 @@ func (f *FS) copyBody(ctx context.Context, r io.Reader) func(*os.File) (int64, s
 	return func(file *os.File) (int64, string, error) {
 		var w io.Writer = file
 		var enc io.WriteCloser
+		od, digested := f.codec.(ObjectDigester)
+		var d interface {
+			Write([]byte) (int, error)
+			Digest() string
+		}
 		if f.codec != nil {
 			var err error
-			if enc, err = f.codec.Encode(file); err != nil {
+			var out io.Writer = file
+			if digested {
+				d = od.NewObjectDigest()
+				out = io.MultiWriter(file, d)
+			}
+			if enc, err = f.codec.Encode(out); err != nil {
 				return 0, "", fmt.Errorf("store: blob codec: %w", err)
 			}
 			w = enc
 		}
 		h := sha256.New()
-		n, err := io.Copy(io.MultiWriter(w, h), ctxReader{ctx, r})
+		if !digested {
+			w = io.MultiWriter(w, h)
+		}
+		n, err := io.Copy(w, ctxReader{ctx, r})
 		if err != nil {
 			return 0, "", fmt.Errorf("store: writing blob: %w", err)
 		}
@@ -577,6 +622,9 @@ func (f *FS) copyBody(ctx context.Context, r io.Reader) func(*os.File) (int64, s
 			if err = enc.Close(); err != nil {
 				return 0, "", fmt.Errorf("store: blob codec: %w", err)
 			}
+		}
+		if digested {
+			return n, d.Digest(), nil
 		}
 		return n, hex.EncodeToString(h.Sum(nil)), nil
 	}
@@ -746,6 +794,66 @@ func (f *FS) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("store: blob codec: %w", err)
 	}
 	return readCloser{r, file}, nil
+}
+
+// DigestBlob reads key's blob back and returns its plaintext size and
+// its digest of the kind of like (what a write recorded for it, see
+// BlobInfo.SHA256): with a ':' the object digest of the stored bytes (the
+// codec must be an ObjectDigester), else the SHA-256 of the plaintext.
+// Every byte is authenticated by the codec on the way. errors:
+// ErrNotFound, ErrInvalidKey, the codec's (keys.ErrIntegrity,
+// keys.ErrNotEncrypted, a missing KEK), io.ErrUnexpectedEOF, I/O errors.
+func (f *FS) DigestBlob(ctx context.Context, key, like string) (int64, string, error) {
+	var file *os.File
+	var raw io.Reader
+	if name, off, n, ok := parsePackKey(key); ok {
+		var err error
+		if file, raw, err = f.openPack(name, off, n); err != nil {
+			return 0, "", err
+		}
+	} else {
+		p, err := f.path(key)
+		if err != nil {
+			return 0, "", err
+		}
+		if file, err = os.Open(p); err != nil {
+			return 0, "", notFound(err)
+		}
+		raw = file
+	}
+	defer file.Close()
+	var d interface {
+		Write([]byte) (int, error)
+		Digest() string
+	}
+	if strings.Contains(like, ":") {
+		od, ok := f.codec.(ObjectDigester)
+		if !ok {
+			return 0, "", fmt.Errorf("store: blob %s: an object digest is recorded, but the codec makes none", key)
+		}
+		d = od.NewObjectDigest()
+		raw = io.TeeReader(raw, d)
+	}
+	plain := raw
+	if f.codec != nil {
+		var err error
+		if plain, err = f.codec.Decode(raw); err != nil {
+			return 0, "", fmt.Errorf("store: blob codec: %w", err)
+		}
+	}
+	h := sha256.New()
+	var sink io.Writer = h
+	if d != nil {
+		sink = io.Discard
+	}
+	n, err := io.Copy(sink, ctxReader{ctx, plain})
+	if err != nil {
+		return n, "", err
+	}
+	if d != nil {
+		return n, d.Digest(), nil
+	}
+	return n, hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // Stat implements BlobStore.

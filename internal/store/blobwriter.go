@@ -13,9 +13,12 @@ import (
 )
 
 // BlobWriter writes a fresh blob while its bytes are still arriving
-// (FS.NewBlobWriter). Each Write passes the plaintext, 256 KiB at a time,
-// to a goroutine that hashes it (SHA-256): a copy, or with WriteRetained
-// the caller's bytes themselves. Write also encodes it
+// (FS.NewBlobWriter). With a codec that is an ObjectDigester (keys.Codec)
+// the plaintext is not hashed: the object digest is taken from the
+// encoded bytes as they pass (BlobInfo.SHA256). Otherwise each Write
+// passes the plaintext, 256 KiB at a time, to a goroutine that hashes it
+// (SHA-256): a copy, or with WriteRetained the caller's bytes themselves.
+// Write also encodes it
 // through the codec into 4 KiB-aligned blocks, which are written to the
 // device (O_DIRECT where the file system takes it) with one pwritev per
 // MiB gathered, and the rest by Close. Package dimse feeds it the PDVs of
@@ -57,7 +60,13 @@ type BlobWriter struct {
 	hsent   bool
 
 	enc io.WriteCloser // the codec's encoder over sink, nil without a codec
-	n   int64          // plaintext bytes written
+	// od: the codec is an ObjectDigester; the encoded bytes go through it
+	// and there is no hasher (hblocks nil).
+	od interface {
+		Write([]byte) (int, error)
+		Digest() string
+	}
+	n int64 // plaintext bytes written
 
 	cur     *[]byte // aligned block being filled (pooled), nil before the first byte
 	curLen  int
@@ -128,8 +137,12 @@ func (f *FS) NewBlobWriter(ctx context.Context, key string) (*BlobWriter, error)
 		}
 		w = &BlobWriter{key: key, path: p, dir: dir, file: file, nameWithFile: f.nameWithFile, direct: directIO(file, true)}
 	}
-	w.hblocks, w.hsum = make(chan []block, 16), make(chan []byte, 1)
-	go w.hashBlocks()
+	if od, ok := f.codec.(ObjectDigester); ok {
+		w.od = od.NewObjectDigest()
+	} else {
+		w.hblocks, w.hsum = make(chan []block, 16), make(chan []byte, 1)
+		go w.hashBlocks()
+	}
 	if f.codec != nil {
 		if w.enc, err = f.codec.Encode(sinkWriter{w}); err == nil {
 			err = w.err
@@ -163,9 +176,11 @@ func (w *BlobWriter) write(p []byte, retained bool) (int, error) {
 	if w.done {
 		return 0, errors.New("store: blob writer closed")
 	}
-	if retained {
+	switch {
+	case w.hblocks == nil: // the object digest instead (od), taken in out
+	case retained:
 		w.hashRetained(p)
-	} else {
+	default:
 		w.hashOut(p)
 	}
 	w.n += int64(len(p))
@@ -244,7 +259,7 @@ func (w *BlobWriter) hashBlocks() {
 // hashStop hands over the last plaintext and returns the digest (nil when
 // already stopped).
 func (w *BlobWriter) hashStop() []byte {
-	if w.hsent {
+	if w.hsent || w.hblocks == nil {
 		return nil
 	}
 	w.hsent = true
@@ -275,6 +290,9 @@ func (s sinkWriter) Write(p []byte) (int, error) {
 // writeBatch at a time.
 func (w *BlobWriter) out(p []byte) {
 	w.fileN += int64(len(p))
+	if w.od != nil {
+		w.od.Write(p)
+	}
 	for len(p) > 0 && w.err == nil {
 		if w.cur == nil {
 			w.cur = blobBlocks.Get().(*[]byte)
@@ -378,9 +396,17 @@ func (w *BlobWriter) Close() (info BlobInfo, sync func() error, err error) {
 		os.Remove(w.path)
 		return BlobInfo{}, nil, w.err
 	}
-	info = BlobInfo{Key: w.key, Size: w.n, SHA256: hex.EncodeToString(sum)}
+	info = BlobInfo{Key: w.key, Size: w.n, SHA256: w.digest(sum)}
 	wr := &written{file: w.file, path: w.path, dir: w.dir, mode: putInPlaceDurable, info: info, nameWithFile: w.nameWithFile}
 	return info, func() error { return wr.finish(context.Background()) }, nil
+}
+
+// digest is BlobInfo.SHA256: the object digest, or the plaintext's sum.
+func (w *BlobWriter) digest(sum []byte) string {
+	if w.od != nil {
+		return w.od.Digest()
+	}
+	return hex.EncodeToString(sum)
 }
 
 // closePack ends a pack writer's Close: the region becomes the pack's
@@ -401,7 +427,7 @@ func (w *BlobWriter) closePack(sum []byte) (BlobInfo, func() error, error) {
 		return BlobInfo{}, nil, fmt.Errorf("store: pack %d: end moved from %d to %d under its writer", pk.id, w.base, off)
 	}
 	pk.release(false)
-	info := BlobInfo{Key: packKey(pk.id, w.base, w.fileN), Size: w.n, SHA256: hex.EncodeToString(sum)}
+	info := BlobInfo{Key: packKey(pk.id, w.base, w.fileN), Size: w.n, SHA256: w.digest(sum)}
 	if w.cover && !w.mustSync {
 		return info, func() error {
 			defer pk.unref()
