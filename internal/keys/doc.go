@@ -22,6 +22,11 @@
 // any point leaves every object readable (see Rewrap). The body ciphertext
 // and the PHI columns are never rewritten.
 //
+// An object's digest (ObjectDigest: SHA-256 over the header's fixed bytes,
+// the STREAM nonce prefix and every chunk's tag, "env1:" + hex) is what
+// package store records for an encrypted blob: it identifies the one
+// object written, survives Rewrap, and costs no pass over the plaintext.
+//
 // Objects live one per file under <data>/blobs, or several to a pack file,
 // <data>/blobs/packs/NNNNNNNN.pack: each pack object is a whole envelope
 // object starting at a multiple of 4096 bytes (blob key

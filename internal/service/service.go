@@ -263,6 +263,9 @@ func New(ctx context.Context, cfg Config) (_ *Service, err error) {
 	// keys.Codec is a store.AppendEncoder: an ingested instance is
 	// encrypted in one call into a reused buffer and written at once.
 	var _ store.AppendEncoder = s.keys.Codec()
+	// and a store.ObjectDigester: rows record each blob's object digest,
+	// with no pass over the plaintext to hash it.
+	var _ store.ObjectDigester = s.keys.Codec()
 	if s.blobs, err = store.NewFS(filepath.Join(cfg.DataDir, "blobs"), store.FSOptions{Codec: s.keys.Codec()}); err != nil {
 		return nil, err
 	}
