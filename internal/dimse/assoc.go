@@ -57,8 +57,17 @@ type conn struct {
 	aborted   error // set when we aborted (cause), guarded by wmu
 }
 
+// connReadBuffer is the size of a connection's read buffer: PDU and PDV
+// headers and commands are read through it, while a data set's PDV
+// payload of at least this size is read straight into the receiver's
+// buffer (bufio reads a large request directly), so only what the last
+// fill took past its headers is copied (64 KiB had copied up to a
+// quarter of each 256 KiB PDU: 1.9 % of radflow's CPU over four C-STORE
+// associations).
+const connReadBuffer = 8 << 10
+
 func newConn(nc net.Conn) *conn {
-	return &conn{nc: nc, r: bufio.NewReaderSize(nc, 64<<10), state: sta1Idle}
+	return &conn{nc: nc, r: bufio.NewReaderSize(nc, connReadBuffer), state: sta1Idle}
 }
 
 // sendChunk returns how many data bytes fit in one PDV sent to the peer.

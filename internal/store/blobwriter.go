@@ -47,6 +47,8 @@ type BlobWriter struct {
 	cover, mustSync bool
 	// nameWithFile: the file's fsync makes its name durable (FS.nameWithFile)
 	nameWithFile bool
+	// syncFree: Close's sync does no I/O (SyncFree)
+	syncFree bool
 
 	// The SHA-256 runs on its own goroutine (hashBlocks) while Write
 	// encrypts: on two cores the sender's PDVs then arrive about as fast
@@ -409,6 +411,12 @@ func (w *BlobWriter) digest(sum []byte) string {
 	return hex.EncodeToString(sum)
 }
 
+// SyncFree reports, after a successful Close, that its sync does no I/O
+// and returns at once: the blob was written into zero-filled space of a
+// pack whose syncs the FS covers (FS.CoverSyncs). Package ingest then
+// calls it in line instead of on a goroutine of its own.
+func (w *BlobWriter) SyncFree() bool { return w.syncFree }
+
 // closePack ends a pack writer's Close: the region becomes the pack's
 // (its end moves past it) and the pack goes back for the next writer; the
 // returned sync fdatasyncs it (packFile.sync).
@@ -429,6 +437,7 @@ func (w *BlobWriter) closePack(sum []byte) (BlobInfo, func() error, error) {
 	pk.release(false)
 	info := BlobInfo{Key: packKey(pk.id, w.base, w.fileN), Size: w.n, SHA256: w.digest(sum)}
 	if w.cover && !w.mustSync {
+		w.syncFree = true
 		return info, func() error {
 			defer pk.unref()
 			return pk.covered()

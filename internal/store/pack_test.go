@@ -776,6 +776,15 @@ func TestPackCoverSyncs(t *testing.T) {
 			t.Errorf("blob %d: read back differs", i)
 		}
 	}
+	// Inside the fill a streamed blob's sync is free: ingest runs it in line.
+	cw, err := b.NewBlobWriter(ctx, InstanceBlobKey("1.2.3.8", time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cw.Write(packData(530946, 8))
+	if _, csync, err := cw.Close(); err != nil || !cw.SyncFree() || csync() != nil {
+		t.Fatalf("covered writer: SyncFree %v, Close %v", cw.SyncFree(), err)
+	}
 
 	// Past the zero fill (more than it has ahead): the writer must sync.
 	b.packs.mu.Lock()
@@ -798,6 +807,9 @@ func TestPackCoverSyncs(t *testing.T) {
 	info, sync, err := w.Close()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if w.SyncFree() {
+		t.Error("a writer past the zero fill reports a free sync")
 	}
 	if err := sync(); err != nil {
 		t.Fatal(err)
