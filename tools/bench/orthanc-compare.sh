@@ -12,7 +12,11 @@
 # Needs: go, storescu (dcmtk), Orthanc and its DICOMweb plugin
 # (apt-get install -y orthanc orthanc-dicomweb; the package's system
 # service is not used). Environment:
-#   N      instances per run (default 500)
+#   N      instances per run (default 1200: about 0.2 s of every run is
+#          the sender starting, scanning its file list and setting up its
+#          association, whatever the server; at N=300 that was a quarter of
+#          radflow's time over four associations and pulled the ratio
+#          towards 1, see docs/operations.md, Performance)
 #   REPS   runs per figure (default 3), interleaved across servers
 #   SRC    source Part 10 file (default ../shared/dicom/cornerstoneWADOImageLoader/CTImage.dcm)
 #   ORTHANC_SYNC  "true false" (default): Orthanc's SyncStorageArea values to measure
@@ -29,7 +33,7 @@
 # synchronous=NORMAL in WAL mode (no fsync per commit).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-N=${N:-500}
+N=${N:-1200}
 REPS=${REPS:-3}
 SRC=${SRC:-../shared/dicom/cornerstoneWADOImageLoader/CTImage.dcm}
 ORTHANC_SYNC=${ORTHANC_SYNC:-"true false"}
