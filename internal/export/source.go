@@ -68,7 +68,7 @@ func (s StoreSource) Open(ctx context.Context, sopInstanceUID string) (io.ReadCl
 	if err != nil {
 		return nil, notFound(err, "instance "+sopInstanceUID)
 	}
-	rc, err := s.Blobs.Open(ctx, in.BlobKey)
+	rc, err := store.OpenInstance(ctx, s.Blobs, in) // verified against the row's digest at EOF
 	if err != nil {
 		return nil, notFound(err, "blob of instance "+sopInstanceUID)
 	}

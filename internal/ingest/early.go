@@ -17,7 +17,7 @@ type blobStreamer interface {
 var _ blobStreamer = (*store.FS)(nil)
 
 // Early is an instance stored while its bytes are still arriving (Begin):
-// its blob is hashed, encoded and written to the device piece by piece,
+// its blob is encoded (and digested) and written to the device piece by piece,
 // so that once the last byte is in only the blob's last write, its fsync
 // and the commit are left. No lock is held while the bytes arrive (its
 // blob key is its own): a sender that stalls mid data set holds up no
@@ -83,7 +83,8 @@ func (e *Early) Write(p []byte) (int, error) {
 }
 
 // WriteRetained is Write for bytes the caller keeps unchanged until
-// IngestEarly or Abort has returned: they are hashed in place, not copied
+// IngestEarly or Abort has returned: where the plaintext is hashed (no
+// object digest), it is hashed in place, not copied
 // (store.BlobWriter.WriteRetained).
 func (e *Early) WriteRetained(p []byte) (int, error) {
 	if e.ended {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/radflow/radflow/internal/keys"
@@ -177,6 +178,11 @@ func (g *Ingester) blobIntact(ctx context.Context, in *store.Instance) (bool, er
 			return false, nil
 		}
 		return false, err
+	}
+	if strings.Contains(in.SHA256, ":") {
+		// An object digest that this blob store cannot check: the blob is
+		// not known to be damaged, so stop rather than remove it.
+		return false, fmt.Errorf("ingest: instance %s: the blob store cannot check its object digest", in.SOPInstanceUID)
 	}
 	rc, err := g.cfg.Blobs.Open(ctx, in.BlobKey)
 	if err == nil {

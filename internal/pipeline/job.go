@@ -127,7 +127,7 @@ func (h *JobHandler) handle(ctx context.Context, job queue.JobArgs) error {
 	if err != nil {
 		return permanent(FailModel, err)
 	}
-	rc, err := h.Blobs.Open(ctx, row.BlobKey)
+	rc, err := store.OpenInstance(ctx, h.Blobs, row) // verified against the row's digest at EOF
 	if errors.Is(err, store.ErrNotFound) {
 		return permanent(FailInstance, fmt.Errorf("instance bytes missing: %w", err))
 	}
@@ -136,6 +136,9 @@ func (h *JobHandler) handle(ctx context.Context, job queue.JobArgs) error {
 	}
 	b, err := io.ReadAll(rc)
 	rc.Close()
+	if errors.Is(err, store.ErrDigestMismatch) {
+		return permanent(FailInstance, fmt.Errorf("instance bytes are not the ones stored: %w", err))
+	}
 	if err != nil {
 		return fmt.Errorf("reading instance: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"strings"
 	"testing"
 	"time"
 
@@ -214,6 +215,16 @@ func TestJobHandlerErrors(t *testing.T) {
 		if e.metrics.failures[c.reason] != 1 {
 			t.Errorf("%s: failures %v, want reason %s once", c.name, e.metrics.failures, c.reason)
 		}
+	}
+	// Bytes that are not the ones the row recorded (its digest differs)
+	// fail for good, as the instance's, before anything is decoded.
+	e.put(t, "1.3", srOnly.Data)
+	e.st.instances["1.3"].SHA256 = strings.Repeat("ab", 32)
+	if err := e.h.Handle(ctx, queue.JobArgs{SOPInstanceUID: "1.3", Model: "chest-xray-pneumonia", Version: "1"}); !errors.Is(err, queue.ErrPermanent) || !errors.Is(err, store.ErrDigestMismatch) {
+		t.Errorf("digest mismatch: %v, want a permanent store.ErrDigestMismatch", err)
+	}
+	if e.metrics.failures[FailInstance] != 2 {
+		t.Errorf("digest mismatch: failures %v, want reason %s", e.metrics.failures, FailInstance)
 	}
 	// A database error is transient: retried, not permanent.
 	e.st.getErr = errors.New("database is locked")

@@ -563,7 +563,7 @@ func (c catalog) OpenInstance(ctx context.Context, uid string) (io.ReadCloser, e
 	if err != nil {
 		return nil, catalogErr(err)
 	}
-	rc, err := c.blobs.Open(ctx, in.BlobKey)
+	rc, err := store.OpenInstance(ctx, c.blobs, in) // verified against the row's digest at EOF
 	if err != nil {
 		return nil, catalogErr(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -26,8 +27,9 @@ import (
 // maps keys to object names.
 type BlobStore interface {
 	// Put stores everything read from r under key, replacing any blob
-	// there, and returns once the bytes are durable. Info.Size and
-	// Info.SHA256 describe the bytes read from r (before any Codec).
+	// there, and returns once the bytes are durable. Info.Size is the
+	// number of bytes read from r (before any Codec), Info.SHA256 their
+	// digest (see BlobInfo).
 	// errors: ErrInvalidKey, ctx's error, I/O errors.
 	Put(ctx context.Context, key string, r io.Reader) (BlobInfo, error)
 	// Open returns the blob's bytes (decoded by any Codec). The caller
@@ -56,7 +58,7 @@ type BlobInfo struct {
 // (NewObjectDigest, fed the encoded bytes in order) instead of hashing
 // the plaintext: the codec's authentication already guards every byte on
 // each read, and the digest ties the row to this one object (see
-// keys.ObjectDigest). CheckBlob verifies either kind.
+// keys.ObjectDigest). DigestBlob and OpenVerified check either kind.
 type ObjectDigester interface {
 	NewObjectDigest() interface {
 		Write([]byte) (int, error)
@@ -610,8 +612,9 @@ func (f *FS) copyBody(ctx context.Context, r io.Reader) func(*os.File) (int64, s
 			}
 			w = enc
 		}
-		h := sha256.New()
+		var h hash.Hash
 		if !digested {
+			h = sha256.New()
 			w = io.MultiWriter(w, h)
 		}
 		n, err := io.Copy(w, ctxReader{ctx, r})
@@ -796,6 +799,62 @@ func (f *FS) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 	return readCloser{r, file}, nil
 }
 
+// openRaw opens key's stored bytes (a pack region or a file), not decoded.
+func (f *FS) openRaw(key string) (*os.File, io.Reader, error) {
+	if name, off, n, ok := parsePackKey(key); ok {
+		return f.openPack(name, off, n)
+	}
+	p, err := f.path(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	file, err := os.Open(p)
+	if err != nil {
+		return nil, nil, notFound(err)
+	}
+	return file, file, nil
+}
+
+// digestWriter is what ObjectDigester.NewObjectDigest returns.
+type digestWriter = interface {
+	Write([]byte) (int, error)
+	Digest() string
+}
+
+// digestReader opens key and returns the reader of its plaintext (every
+// byte authenticated by the codec on the way) and the function that gives
+// its digest of the kind of like once the reader is at EOF: with a ':'
+// the object digest of the stored bytes (the codec must be an
+// ObjectDigester), else the SHA-256 of the plaintext.
+func (f *FS) digestReader(key, like string) (*os.File, io.Reader, func() string, error) {
+	file, raw, err := f.openRaw(key)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var d digestWriter
+	if strings.Contains(like, ":") {
+		od, ok := f.codec.(ObjectDigester)
+		if !ok {
+			file.Close()
+			return nil, nil, nil, fmt.Errorf("store: blob %s: an object digest is recorded, but the codec makes none", key)
+		}
+		d = od.NewObjectDigest()
+		raw = io.TeeReader(raw, d)
+	}
+	plain := raw
+	if f.codec != nil {
+		if plain, err = f.codec.Decode(raw); err != nil {
+			file.Close()
+			return nil, nil, nil, fmt.Errorf("store: blob codec: %w", err)
+		}
+	}
+	if d != nil {
+		return file, plain, d.Digest, nil
+	}
+	h := sha256.New()
+	return file, io.TeeReader(plain, h), func() string { return hex.EncodeToString(h.Sum(nil)) }, nil
+}
+
 // DigestBlob reads key's blob back and returns its plaintext size and
 // its digest of the kind of like (what a write recorded for it, see
 // BlobInfo.SHA256): with a ':' the object digest of the stored bytes (the
@@ -804,56 +863,75 @@ func (f *FS) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 // ErrNotFound, ErrInvalidKey, the codec's (keys.ErrIntegrity,
 // keys.ErrNotEncrypted, a missing KEK), io.ErrUnexpectedEOF, I/O errors.
 func (f *FS) DigestBlob(ctx context.Context, key, like string) (int64, string, error) {
-	var file *os.File
-	var raw io.Reader
-	if name, off, n, ok := parsePackKey(key); ok {
-		var err error
-		if file, raw, err = f.openPack(name, off, n); err != nil {
-			return 0, "", err
-		}
-	} else {
-		p, err := f.path(key)
-		if err != nil {
-			return 0, "", err
-		}
-		if file, err = os.Open(p); err != nil {
-			return 0, "", notFound(err)
-		}
-		raw = file
+	file, r, digest, err := f.digestReader(key, like)
+	if err != nil {
+		return 0, "", err
 	}
 	defer file.Close()
-	var d interface {
-		Write([]byte) (int, error)
-		Digest() string
-	}
-	if strings.Contains(like, ":") {
-		od, ok := f.codec.(ObjectDigester)
-		if !ok {
-			return 0, "", fmt.Errorf("store: blob %s: an object digest is recorded, but the codec makes none", key)
-		}
-		d = od.NewObjectDigest()
-		raw = io.TeeReader(raw, d)
-	}
-	plain := raw
-	if f.codec != nil {
-		var err error
-		if plain, err = f.codec.Decode(raw); err != nil {
-			return 0, "", fmt.Errorf("store: blob codec: %w", err)
-		}
-	}
-	h := sha256.New()
-	var sink io.Writer = h
-	if d != nil {
-		sink = io.Discard
-	}
-	n, err := io.Copy(sink, ctxReader{ctx, plain})
+	n, err := io.Copy(io.Discard, ctxReader{ctx, r})
 	if err != nil {
 		return n, "", err
 	}
-	if d != nil {
-		return n, d.Digest(), nil
+	return n, digest(), nil
+}
+
+// ErrDigestMismatch: a blob read back decodes but is not the one its row
+// recorded (OpenVerified): e.g. a pack region overwritten with another
+// blob's bytes.
+var ErrDigestMismatch = errors.New("store: blob does not match the digest recorded for it")
+
+// OpenVerified is Open for a blob whose digest was recorded (the instance
+// row's, BlobInfo.SHA256): as the bytes are read the reader computes the
+// digest of the same kind, and instead of io.EOF it returns
+// ErrDigestMismatch when that differs. A caller that must not use
+// unverified bytes reads to EOF first (the pipeline, export); a stream
+// (WADO-RS) breaks off at its end. An object digest costs about 16 hashed
+// bytes per 64 KiB; a plaintext SHA-256 (rows from before the object
+// digest, stores without encryption) hashes every byte. digest "" is Open.
+// errors: as Open.
+func (f *FS) OpenVerified(ctx context.Context, key, digest string) (io.ReadCloser, error) {
+	if digest == "" {
+		return f.Open(ctx, key)
 	}
-	return n, hex.EncodeToString(h.Sum(nil)), nil
+	file, r, sum, err := f.digestReader(key, digest)
+	if err != nil {
+		return nil, err
+	}
+	return readCloser{&verifyingReader{r: r, sum: sum, want: digest}, file}, nil
+}
+
+// verifyingReader is OpenVerified's reader.
+type verifyingReader struct {
+	r    io.Reader
+	sum  func() string
+	want string
+	err  error // sticky: the verdict at EOF
+}
+
+func (v *verifyingReader) Read(p []byte) (int, error) {
+	if v.err != nil {
+		return 0, v.err
+	}
+	n, err := v.r.Read(p)
+	if err == io.EOF {
+		if v.sum() != v.want {
+			err = ErrDigestMismatch
+		}
+		v.err = err
+	}
+	return n, err
+}
+
+// OpenInstance opens the blob of instance in through bs, verified against
+// its recorded digest where bs can (*FS: OpenVerified); errors: as Open,
+// and ErrDigestMismatch from the reader.
+func OpenInstance(ctx context.Context, bs BlobStore, in *Instance) (io.ReadCloser, error) {
+	if v, ok := bs.(interface {
+		OpenVerified(ctx context.Context, key, digest string) (io.ReadCloser, error)
+	}); ok {
+		return v.OpenVerified(ctx, in.BlobKey, in.SHA256)
+	}
+	return bs.Open(ctx, in.BlobKey)
 }
 
 // Stat implements BlobStore.

@@ -56,7 +56,7 @@ type Instance struct {
 	CallingAE  string    // calling AE title for DIMSE; "" for STOW-RS
 	Source     Source    // dimse | stow | result
 	Size       int64     // bytes of the stored Part 10 file
-	SHA256     string    // lowercase hex SHA-256 of the stored bytes
+	SHA256     string    // the blob's digest (BlobInfo.SHA256): an object digest "env1:…" when encrypted, else the hex SHA-256 of its bytes
 	BlobKey    string    // key in the BlobStore
 	ReceivedAt time.Time // UTC, microsecond precision
 }

@@ -212,6 +212,29 @@ func TestObjectDigestRecorded(t *testing.T) {
 	if err != nil || n != int64(len(plain)) || digest != infos[1].SHA256 || digest == infos[0].SHA256 {
 		t.Fatalf("swapped region: %d bytes, digest %q (%v); recorded %q, the other's %q", n, digest, err, infos[0].SHA256, infos[1].SHA256)
 	}
+	// Open decodes the other blob's bytes; OpenVerified (store.OpenInstance)
+	// refuses them at EOF, and still reads the intact ones.
+	readAll := func(in *store.Instance) ([]byte, error) {
+		rc, err := store.OpenInstance(ctx, b, in)
+		if err != nil {
+			return nil, err
+		}
+		defer rc.Close()
+		return io.ReadAll(rc)
+	}
+	if _, err := readAll(&store.Instance{BlobKey: infos[0].Key, SHA256: infos[0].SHA256}); !errors.Is(err, store.ErrDigestMismatch) {
+		t.Fatalf("verified read of the swapped region: %v, want ErrDigestMismatch", err)
+	}
+	for i := 1; i < len(infos); i++ {
+		for _, want := range []string{infos[i].SHA256, hex.EncodeToString(sum[:]), ""} {
+			if got, err := readAll(&store.Instance{BlobKey: infos[i].Key, SHA256: want}); err != nil || !bytes.Equal(got, plain) {
+				t.Fatalf("verified read of blob %d against %q: %d bytes, %v", i, want, len(got), err)
+			}
+		}
+		if _, err := readAll(&store.Instance{BlobKey: infos[i].Key, SHA256: strings.Repeat("0", 64)}); !errors.Is(err, store.ErrDigestMismatch) {
+			t.Fatalf("blob %d against a wrong plaintext SHA-256: %v", i, err)
+		}
+	}
 	// A flipped body byte fails authentication.
 	f0, _ = os.OpenFile(filepath.Join(root, "packs", name0), os.O_WRONLY, 0)
 	f0.WriteAt([]byte{region[5000] ^ 0x40}, off0+5000)
