@@ -163,14 +163,14 @@ func (g *Ingester) IngestEarly(ctx context.Context, e *Early, b []byte) (out Out
 	in.BlobKey, in.ReceivedAt = bi.Key, e.at // bi.Key: a pack region's key where the store packs
 	in.Size, in.SHA256 = bi.Size, bi.SHA256
 	p := &pending{done: make(chan struct{}), settled: make(chan struct{}), synced: make(chan struct{})}
-	if e.w.SyncFree() { // covered by the log's fdatasync: nothing to wait for
+	finish := func() {
 		p.blobErr = sync()
 		close(p.synced)
+	}
+	if e.w.SyncFree() { // covered by the log's fdatasync: nothing to wait for
+		finish()
 	} else {
-		go func() {
-			p.blobErr = sync()
-			close(p.synced)
-		}()
+		go finish()
 	}
 	return g.submit(in, out, p, unlock, e.info.AuditRecord)
 }

@@ -2,13 +2,10 @@ package ingest
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/radflow/radflow/internal/keys"
@@ -43,9 +40,12 @@ import (
 // (Config.RemovedRecord), and the retry stores it again.
 
 // syncCoverer is a BlobStore whose blob syncs may leave the device's
-// cache flush to a later fdatasync of another file (*store.FS).
+// cache flush to a later fdatasync of another file, and which can check a
+// blob against the digest a write recorded, of either kind (*store.FS;
+// see store.BlobInfo.SHA256).
 type syncCoverer interface {
 	CoverSyncs(file string) bool
+	DigestBlob(ctx context.Context, key, like string) (int64, string, error)
 }
 
 // unflushedMeta is a Metadata with blob_unflushed (*store.SQLite), whose
@@ -157,42 +157,19 @@ func (g *Ingester) recoverUnflushed() error {
 	return nil
 }
 
-// blobDigester is the BlobStore's check of a blob against the digest a
-// write recorded, of either kind (store.FS; see store.BlobInfo.SHA256).
-type blobDigester interface {
-	DigestBlob(ctx context.Context, key, like string) (int64, string, error)
-}
-
 // blobIntact reads in's blob back: false when its content is not what
 // was received (the codec's authentication fails, it is not encoded at
 // all, as a region still holding the zero fill, it is short, or its size
-// or digest differ from the row's); an error for anything else.
+// or digest differ from the row's); an error for anything else, and when
+// the blob store cannot check it (only a syncCoverer's blobs are listed).
 func (g *Ingester) blobIntact(ctx context.Context, in *store.Instance) (bool, error) {
-	if bd, ok := g.cfg.Blobs.(blobDigester); ok {
-		n, digest, err := bd.DigestBlob(ctx, in.BlobKey, in.SHA256)
-		if err == nil {
-			return n == in.Size && digest == in.SHA256, nil
-		}
-		if errors.Is(err, keys.ErrIntegrity) || errors.Is(err, keys.ErrNotEncrypted) ||
-			errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return false, nil
-		}
-		return false, err
+	bc, ok := g.cfg.Blobs.(syncCoverer)
+	if !ok {
+		return false, fmt.Errorf("ingest: instance %s: the blob store cannot check its blob", in.SOPInstanceUID)
 	}
-	if strings.Contains(in.SHA256, ":") {
-		// An object digest that this blob store cannot check: the blob is
-		// not known to be damaged, so stop rather than remove it.
-		return false, fmt.Errorf("ingest: instance %s: the blob store cannot check its object digest", in.SOPInstanceUID)
-	}
-	rc, err := g.cfg.Blobs.Open(ctx, in.BlobKey)
+	n, digest, err := bc.DigestBlob(ctx, in.BlobKey, in.SHA256)
 	if err == nil {
-		h := sha256.New()
-		var n int64
-		n, err = io.Copy(h, rc)
-		rc.Close()
-		if err == nil {
-			return n == in.Size && hex.EncodeToString(h.Sum(nil)) == in.SHA256, nil
-		}
+		return n == in.Size && digest == in.SHA256, nil
 	}
 	if errors.Is(err, keys.ErrIntegrity) || errors.Is(err, keys.ErrNotEncrypted) ||
 		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {

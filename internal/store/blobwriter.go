@@ -64,11 +64,8 @@ type BlobWriter struct {
 	enc io.WriteCloser // the codec's encoder over sink, nil without a codec
 	// od: the codec is an ObjectDigester; the encoded bytes go through it
 	// and there is no hasher (hblocks nil).
-	od interface {
-		Write([]byte) (int, error)
-		Digest() string
-	}
-	n int64 // plaintext bytes written
+	od digestWriter
+	n  int64 // plaintext bytes written
 
 	cur     *[]byte // aligned block being filled (pooled), nil before the first byte
 	curLen  int
